@@ -49,7 +49,8 @@ class FeatureSpec:
     def __post_init__(self) -> None:
         if len(self.dense_fields) != len(self.dense_dims):
             raise ValueError(
-                f"dense_fields {self.dense_fields} and dense_dims {self.dense_dims} differ in length"
+                f"dense_fields {self.dense_fields} and dense_dims {self.dense_dims} differ in "
+                "length"
             )
         if self.vocab_size < 1 or self.multi_len < 1:
             raise ValueError(f"vocab_size and multi_len must be >= 1, got {self}")
