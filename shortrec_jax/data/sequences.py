@@ -1,0 +1,262 @@
+"""Per-user item sequences for BERT4Rec: training windows, cloze masks and evaluation inputs.
+
+Sequence ids: item index + 1, so that 0 is padding (`PAD_ID`); the mask token is
+num_items + 1 (`SequenceData.mask_id`), and the model's item vocabulary has num_items + 2 ids.
+Sequences are left-padded: the most recent item is always in the last column, where
+`eval_inputs` puts the mask token the model predicts.
+
+Training (BERT4Rec, Sun et al. 2019, Sec. 3.6): each epoch, `cloze_mask` hides a random
+fraction of each sequence's items and the model recovers them; with `last_item_prob` a fraction
+of the sequences instead hide only their last item, as the paper does so that training also
+sees the test task (predict the next item after the history).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from shortrec_jax.data.batching import epoch_rng
+from shortrec_jax.data.dataset import Dataset
+from shortrec_jax.data.splits import Split, concat
+
+PAD_ID = 0
+# `epoch_rng` stream of the cloze masks (the batch order uses another).
+CLOZE_STREAM = 1
+# BERT's replacement of the chosen positions: 80% mask token, 10% a random item, 10% unchanged.
+BERT_MASK_SHARE = 0.8
+BERT_RANDOM_SHARE = 0.1
+
+
+def _windows(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
+    """Left-padded windows `values[max(start, end - width):end]`.
+
+    Args:
+      values: [T] int32 sequence ids.
+      starts, ends: [S] int64 bounds in `values`, start <= end.
+      width: the window length W.
+
+    Returns:
+      [S, W] int32, PAD_ID where the window reaches before `start`.
+    """
+    pos = ends[:, None] - width + np.arange(width)[None, :]  # [S, W]
+    real = pos >= starts[:, None]
+    if values.size == 0:
+        return np.zeros(pos.shape, dtype=np.int32)
+    return np.where(real, values[np.clip(pos, 0, values.size - 1)], PAD_ID).astype(np.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceData:
+    """Each user's items in time order, as sequence ids, in CSR layout.
+
+    Attributes:
+      num_items: I; sequence ids of items are 1..I.
+      values: [T] int32, the sequence ids of user 0's interactions, then user 1's, ...; each
+        user's by timestamp, ties by the order of the interactions in the data set.
+      offsets: [U + 1] int64, user u's sequence is `values[offsets[u]:offsets[u + 1]]`.
+    """
+
+    num_items: int
+    values: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset) -> SequenceData:
+        """The sequences of every user of `ds` (empty for a user without interactions)."""
+        n = ds.num_interactions
+        order = np.lexsort((np.arange(n), ds.timestamps, ds.users))
+        offsets = np.zeros(ds.num_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(ds.users, minlength=ds.num_users), out=offsets[1:])
+        return cls(ds.num_items, (ds.items[order] + 1).astype(np.int32), offsets)
+
+    @property
+    def num_users(self) -> int:
+        return int(self.offsets.size - 1)
+
+    @property
+    def mask_id(self) -> int:
+        """The mask token, num_items + 1."""
+        return self.num_items + 1
+
+    @property
+    def vocab_size(self) -> int:
+        """Ids the model embeds: padding, the items and the mask token (num_items + 2)."""
+        return self.num_items + 2
+
+    def lengths(self) -> np.ndarray:
+        """[U] int64, each user's number of interactions."""
+        return np.diff(self.offsets)
+
+    def history(self, user: int) -> np.ndarray:
+        """[n] int32, the sequence ids of one user, oldest first."""
+        return self.values[self.offsets[user] : self.offsets[user + 1]]
+
+    def train_windows(
+        self, max_len: int, *, stride: int | None = None, min_len: int = 1
+    ) -> np.ndarray:
+        """Left-padded training sequences.
+
+        Without `stride`, one sequence per user: the last `max_len` items. With `stride`, a
+        history longer than `max_len` also gives the windows ending `stride`, 2 * `stride`, ...
+        items earlier, down to the first window that starts at the user's first item (the
+        sliding windows of the BERT4Rec code), so the early part of long histories is trained
+        on too. A user with n items gets 1 + ceil(max(0, n - max_len) / stride) windows.
+
+        Args:
+          max_len: L, the sequence length of the model.
+          stride: the step between windows, or None for one window per user.
+          min_len: users with fewer items give no sequence.
+
+        Returns:
+          [S, L] int32, user by user, each user's windows oldest first.
+        """
+        if max_len < 1 or min_len < 1 or (stride is not None and stride < 1):
+            raise ValueError(
+                f"max_len, min_len and stride must be >= 1, got {max_len}, {min_len}, {stride}"
+            )
+        lengths = self.lengths()
+        users = np.flatnonzero(lengths >= min_len)
+        n = lengths[users]
+        # Windows per user: 1, or 1 + ceil(max(0, n - max_len) / stride).
+        count = np.ones_like(n) if stride is None else 1 - (-np.maximum(n - max_len, 0) // stride)
+        owner = np.repeat(users, count)
+        index = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        back = np.repeat(count, count) - 1 - index  # windows between this one and the latest
+        starts = self.offsets[owner]
+        ends = self.offsets[owner + 1] - back * (stride or 0)
+        return _windows(self.values, starts, ends, max_len)
+
+    def eval_inputs(self, users: np.ndarray, max_len: int) -> np.ndarray:
+        """Each user's history with the mask token appended (see the module function).
+
+        Args:
+          users: [B] int user indices; -1 or out of range is a user with no history.
+          max_len: L.
+
+        Returns:
+          [B, L] int32: the last L - 1 items, then `mask_id` in column L - 1, left-padded.
+        """
+        if max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {max_len}")
+        users = np.asarray(users)
+        known = (users >= 0) & (users < self.num_users)
+        u = np.where(known, users, 0)
+        starts = np.where(known, self.offsets[u], 0)
+        ends = np.where(known, self.offsets[u + 1], 0)
+        return _with_mask(_windows(self.values, starts, ends, max_len - 1), self.mask_id)
+
+
+def _with_mask(history: np.ndarray, mask_id: int) -> np.ndarray:
+    """[B, L - 1] left-padded histories -> [B, L] with the mask token in the last column."""
+    mask = np.full((history.shape[0], 1), mask_id, dtype=np.int32)
+    return np.concatenate([history, mask], axis=1)
+
+
+def eval_inputs(histories: Sequence[Sequence[int]], max_len: int, mask_id: int) -> np.ndarray:
+    """Model inputs that ask for the next item after each history.
+
+    Args:
+      histories: B sequences of sequence ids (item index + 1), oldest first; may be empty.
+      max_len: L >= 1; a history is truncated to its last L - 1 items.
+      mask_id: the mask token, num_items + 1.
+
+    Returns:
+      [B, L] int32, left-padded, the mask token in column L - 1.
+    """
+    if max_len < 1:
+        raise ValueError(f"max_len must be >= 1, got {max_len}")
+    lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
+    ends = np.cumsum(lengths)
+    flat = [np.asarray(h, dtype=np.int32).ravel() for h in histories]
+    values = np.concatenate(flat) if flat else np.zeros(0, dtype=np.int32)
+    return _with_mask(_windows(values, ends - lengths, ends, max_len - 1), mask_id)
+
+
+def history_as_of(split: Split, part: str) -> SequenceData:
+    """The sequences a model may use when predicting a part of a split.
+
+    Args:
+      split: the split.
+      part: "valid" (histories from train) or "test" (from train + valid when the split has a
+        validation part, else from train).
+    """
+    if part == "valid":
+        if split.valid is None:
+            raise ValueError("the split has no validation part")
+        return SequenceData.from_dataset(split.train)
+    if part == "test":
+        parts = [split.train] if split.valid is None else [split.train, split.valid]
+        return SequenceData.from_dataset(concat(parts))
+    raise ValueError(f"part must be 'valid' or 'test', got {part!r}")
+
+
+def cloze_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The generator of one epoch's cloze masks: fresh each epoch, reproducible from the seed."""
+    return epoch_rng(seed, epoch, CLOZE_STREAM)
+
+
+def cloze_mask(
+    seqs: np.ndarray,
+    *,
+    mask_prob: float,
+    mask_id: int,
+    rng: np.random.Generator,
+    last_item_prob: float = 0.0,
+    bert_replace: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chooses the positions to predict (the cloze task of BERT4Rec, Eq. 6 of the study).
+
+    Each non-padding position is chosen independently with probability `mask_prob`; a
+    non-empty sequence with none chosen gets one position chosen uniformly, so every
+    sequence contributes to the loss. With probability `last_item_prob` a non-empty sequence is
+    instead chosen at its last non-padding position only (the paper's last-item samples).
+    Chosen positions show the mask token, or with `bert_replace` BERT's 80/10/10 (mask token /
+    a random item / the true item; last-item samples always show the mask token).
+
+    Args:
+      seqs: [S, L] int32 sequence ids, PAD_ID = 0 for padding.
+      mask_prob: in (0, 1].
+      mask_id: the mask token, num_items + 1 (random items are drawn from 1..num_items).
+      rng: e.g. `cloze_rng(seed, epoch)`.
+      last_item_prob: in [0, 1].
+      bert_replace: use BERT's 80/10/10 replacement instead of always the mask token.
+
+    Returns:
+      (inputs [S, L] int32: `seqs` with the chosen positions replaced,
+       labels [S, L] int32: the original id at chosen positions, 0 elsewhere,
+       weights [S, L] float32: 1.0 at chosen positions, 0.0 elsewhere).
+    """
+    seqs = np.asarray(seqs)
+    if seqs.ndim != 2:
+        raise ValueError(f"seqs must be [S, L], got shape {seqs.shape}")
+    if not 0 < mask_prob <= 1 or not 0 <= last_item_prob <= 1:
+        raise ValueError(
+            f"mask_prob must be in (0, 1] and last_item_prob in [0, 1], got {mask_prob} and "
+            f"{last_item_prob}"
+        )
+    real = seqs != PAD_ID
+    nonempty = real.any(axis=1)
+    chosen = real & (rng.random(seqs.shape) < mask_prob)
+    missing = np.flatnonzero(nonempty & ~chosen.any(axis=1))
+    # A uniform real position of each row that drew none: the argmax of uniform keys.
+    keys = np.where(real[missing], rng.random((missing.size, seqs.shape[1])), -1.0)
+    chosen[missing, np.argmax(keys, axis=1)] = True
+    last_rows = np.flatnonzero(nonempty & (rng.random(seqs.shape[0]) < last_item_prob))
+    last_pos = seqs.shape[1] - 1 - np.argmax(real[last_rows, ::-1], axis=1)
+    chosen[last_rows] = False
+    chosen[last_rows, last_pos] = True
+
+    labels = np.where(chosen, seqs, PAD_ID).astype(np.int32)
+    inputs = np.where(chosen, mask_id, seqs).astype(np.int32)
+    if bert_replace:
+        draw = rng.random(seqs.shape)
+        random_items = rng.integers(1, mask_id, size=seqs.shape, dtype=np.int32)
+        free = chosen.copy()
+        free[last_rows] = False
+        to_random = free & (draw >= BERT_MASK_SHARE) & (draw < BERT_MASK_SHARE + BERT_RANDOM_SHARE)
+        keep = free & (draw >= BERT_MASK_SHARE + BERT_RANDOM_SHARE)
+        inputs = np.where(to_random, random_items, np.where(keep, seqs, inputs)).astype(np.int32)
+    return inputs, labels, chosen.astype(np.float32)

@@ -1,0 +1,169 @@
+"""Sequences for BERT4Rec: time order, windows, cloze masks, evaluation inputs."""
+
+import numpy as np
+import pytest
+
+from shortrec_jax.data import Dataset
+from shortrec_jax.data.sequences import (
+    PAD_ID,
+    SequenceData,
+    cloze_mask,
+    cloze_rng,
+    eval_inputs,
+    history_as_of,
+)
+from shortrec_jax.data.splits import leave_one_out
+
+
+def _dataset(users, items, timestamps, num_users, num_items) -> Dataset:
+    n = len(users)
+    return Dataset(
+        name="toy",
+        users=np.asarray(users, dtype=np.int32),
+        items=np.asarray(items, dtype=np.int32),
+        ratings=np.ones(n, dtype=np.float32),
+        timestamps=np.asarray(timestamps, dtype=np.int64),
+        user_ids=np.array([f"u{i}" for i in range(num_users)]),
+        item_ids=np.array([f"i{i}" for i in range(num_items)]),
+    )
+
+
+def _seqs(histories, num_items=20) -> SequenceData:
+    """Sequence data whose users have these item-index histories, in this time order."""
+    users = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+    items = np.concatenate([np.asarray(h, dtype=np.int32) for h in histories])
+    return SequenceData.from_dataset(
+        _dataset(users, items, np.arange(users.size), len(histories), num_items)
+    )
+
+
+def test_from_dataset_orders_by_time_then_file_order():
+    # User 0: items 3 (t=5), 1 (t=2), 4 (t=5), 0 (t=9); user 1: none; user 2: item 2.
+    ds = _dataset([0, 0, 2, 0, 0], [3, 1, 2, 4, 0], [5, 2, 1, 5, 9], num_users=3, num_items=5)
+    seqs = SequenceData.from_dataset(ds)
+    assert seqs.mask_id == 6 and seqs.vocab_size == 7
+    assert seqs.history(0).tolist() == [2, 4, 5, 1]  # item index + 1; the t=5 tie in file order
+    assert seqs.history(1).tolist() == []
+    assert seqs.history(2).tolist() == [3]
+    assert seqs.lengths().tolist() == [4, 0, 1]
+
+
+def test_train_windows_pad_left_and_keep_the_last_items():
+    seqs = _seqs([[0, 1], [0, 1, 2, 3, 4, 5, 6], [], [9]])
+    w = seqs.train_windows(4)
+    assert w.dtype == np.int32
+    np.testing.assert_array_equal(w, [[0, 0, 1, 2], [4, 5, 6, 7], [0, 0, 0, 10]])
+    np.testing.assert_array_equal(seqs.train_windows(4, min_len=2), w[:2])
+
+
+@pytest.mark.parametrize(
+    ("stride", "expected"),
+    [
+        # 7 items (ids 1..7), L = 3: 1 + ceil(4 / 2) = 3 windows, ending at 3, 5, 7.
+        (2, [[1, 2, 3], [3, 4, 5], [5, 6, 7]]),
+        # stride 3: 1 + ceil(4 / 3) = 3 windows, ending at 1, 4, 7.
+        (3, [[0, 0, 1], [2, 3, 4], [5, 6, 7]]),
+        # stride 4: ending at 3, 7.
+        (4, [[1, 2, 3], [5, 6, 7]]),
+    ],
+)
+def test_sliding_windows(stride, expected):
+    seqs = _seqs([list(range(7)), [0, 1]])
+    w = seqs.train_windows(3, stride=stride)
+    np.testing.assert_array_equal(w, [*expected, [0, 1, 2]])  # the short history: one window
+
+
+def test_cloze_masks_only_real_positions_and_labels_them():
+    rng = np.random.default_rng(0)
+    seqs = np.where(
+        np.arange(12)[None, :] < rng.integers(0, 13, size=(500, 1)),
+        0,
+        rng.integers(1, 50, size=(500, 12)),
+    ).astype(np.int32)
+    seqs[:3] = 0  # some empty sequences
+    inputs, labels, weights = cloze_mask(seqs, mask_prob=0.3, mask_id=50, rng=cloze_rng(0, 0))
+    real = seqs != PAD_ID
+    chosen = weights == 1.0
+    assert inputs.dtype == labels.dtype == np.int32 and weights.dtype == np.float32
+    assert not np.any(chosen & ~real)  # never a padding position
+    np.testing.assert_array_equal(labels, np.where(chosen, seqs, 0))
+    np.testing.assert_array_equal(inputs, np.where(chosen, 50, seqs))
+    assert np.all(chosen.any(axis=1) == real.any(axis=1))  # >= 1 per non-empty sequence
+    assert set(np.unique(weights)) <= {0.0, 1.0}
+
+
+def test_cloze_mask_rate_is_mask_prob():
+    seqs = np.ones((4000, 50), dtype=np.int32)
+    _, _, weights = cloze_mask(seqs, mask_prob=0.2, mask_id=2, rng=cloze_rng(1, 0))
+    # 200,000 Bernoulli(0.2) draws: std 0.0009, so +-0.005 is more than 5 sigma.
+    assert abs(weights.mean() - 0.2) < 0.005
+
+
+def test_cloze_mask_is_fresh_per_epoch_and_reproducible():
+    seqs = np.arange(1, 201, dtype=np.int32).reshape(10, 20)
+    a = cloze_mask(seqs, mask_prob=0.2, mask_id=999, rng=cloze_rng(7, 0))
+    b = cloze_mask(seqs, mask_prob=0.2, mask_id=999, rng=cloze_rng(7, 0))
+    c = cloze_mask(seqs, mask_prob=0.2, mask_id=999, rng=cloze_rng(7, 1))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[2], c[2])
+
+
+def test_last_item_samples_mask_only_the_last_item():
+    seqs = np.array([[0, 0, 3, 4], [5, 6, 7, 8], [0, 0, 0, 0]], dtype=np.int32)
+    inputs, labels, weights = cloze_mask(
+        seqs, mask_prob=0.5, mask_id=9, rng=cloze_rng(0, 0), last_item_prob=1.0
+    )
+    np.testing.assert_array_equal(weights, [[0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(inputs, [[0, 0, 3, 9], [5, 6, 7, 9], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(labels, [[0, 0, 0, 4], [0, 0, 0, 8], [0, 0, 0, 0]])
+    some = cloze_mask(
+        np.ones((4000, 10), np.int32),
+        mask_prob=0.5,
+        mask_id=2,
+        rng=cloze_rng(0, 0),
+        last_item_prob=0.25,
+    )[2]
+    only_last = np.all(some[:, :-1] == 0, axis=1) & (some[:, -1] == 1)
+    # 25% last-item samples, plus the random ones that happen to choose only the last (1/1024).
+    assert abs(only_last.mean() - 0.25) < 0.03
+
+
+def test_bert_replacement_shares():
+    seqs = np.random.default_rng(0).integers(1, 1001, size=(400, 100)).astype(np.int32)
+    inputs, labels, weights = cloze_mask(
+        seqs, mask_prob=1.0, mask_id=1001, rng=cloze_rng(0, 0), bert_replace=True
+    )
+    np.testing.assert_array_equal(labels, seqs)  # every position is a target
+    assert weights.min() == 1.0
+    masked = np.mean(inputs == 1001)
+    unchanged = np.mean(inputs == seqs)  # 10%, plus random draws of the true item (0.01%)
+    assert abs(masked - 0.8) < 0.01 and abs(unchanged - 0.1) < 0.01
+    assert inputs.min() >= 1 and inputs.max() <= 1001
+
+
+def test_eval_inputs_append_the_mask_token():
+    out = eval_inputs([[1, 2, 3, 4, 5, 6], [7], []], max_len=4, mask_id=99)
+    assert out.dtype == np.int32
+    np.testing.assert_array_equal(out, [[4, 5, 6, 99], [0, 0, 7, 99], [0, 0, 0, 99]])
+    seqs = _seqs([[0, 1, 2, 3, 4, 5], [6]], num_items=10)
+    np.testing.assert_array_equal(
+        seqs.eval_inputs(np.array([0, 1, -1, 5]), 4),
+        [[4, 5, 6, 11], [0, 0, 7, 11], [0, 0, 0, 11], [0, 0, 0, 11]],
+    )
+    np.testing.assert_array_equal(eval_inputs([[1, 2]], max_len=1, mask_id=5), [[5]])
+
+
+def test_history_as_of_a_split():
+    # User 0: items 0..4 over time; leave-one-out holds out item 4 (test) and item 3 (valid).
+    ds = _dataset([0] * 5 + [1] * 3, [0, 1, 2, 3, 4, 5, 6, 7], range(8), 2, 8)
+    split = leave_one_out(ds)
+    valid_hist = history_as_of(split, "valid")
+    test_hist = history_as_of(split, "test")
+    assert valid_hist.history(0).tolist() == [1, 2, 3]
+    assert test_hist.history(0).tolist() == [1, 2, 3, 4]  # the validation item comes last
+    assert test_hist.history(1).tolist() == [6, 7]
+    no_valid = leave_one_out(ds, with_valid=False)
+    assert history_as_of(no_valid, "test").history(0).tolist() == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="no validation part"):
+        history_as_of(no_valid, "valid")
