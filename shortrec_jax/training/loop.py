@@ -1,0 +1,374 @@
+"""`train_and_evaluate(config, workdir)`: the training loop shared by every model family.
+
+Model families (CTR models, BERT4Rec) differ in data, loss and validation metrics; they plug
+in as a `Task` (see `tasks.py`). Everything else is here, once: devices, the jit-compiled
+steps, the epoch loop with validation and early stopping, checkpoints and resume, logging.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+from ml_collections import ConfigDict
+
+from shortrec_jax.data.batching import prefetch
+from shortrec_jax.training.checkpoint import (
+    Checkpointer,
+    abstract_like,
+    config_to_json,
+    write_json_atomic,
+)
+from shortrec_jax.training.logger import MetricLogger
+from shortrec_jax.training.optim import make_optimizer
+from shortrec_jax.training.parallel import Partitioner
+from shortrec_jax.training.steps import TrainState, make_eval_step, make_train_step
+
+PyTree = Any
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss is no longer finite); the message says where."""
+
+
+class Task(Protocol):
+    """What a model family provides to the loop. Batches are host NumPy dicts of fixed shape."""
+
+    #: the validation metric that picks the best checkpoint and drives early stopping.
+    best_metric: str
+    #: "max" or "min".
+    best_mode: str
+
+    def prepare(self, workdir: Path) -> None:
+        """Loads and splits the data, fits (or restores from `workdir`) and saves encoders."""
+
+    def init_params(self, rng: jax.Array) -> PyTree:
+        """Initial model parameters."""
+
+    def loss_sums(
+        self, params: PyTree, batch: PyTree, rng: jax.Array, train: bool
+    ) -> dict[str, jax.Array]:
+        """Loss sum and weight count (and other sums) over one device's batch shard."""
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Training steps in one epoch at this global batch size."""
+
+    def train_batches(
+        self, epoch: int, batch_size: int, num_shards: int
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """This process's training batches for `epoch` (shuffled from the seed and epoch)."""
+
+    def predict(self, params: PyTree, batch: PyTree) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Per-example outputs [b, ...] and metric sums over one device's batch shard."""
+
+    def eval_batches(
+        self, part: str, batch_size: int, num_shards: int
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """This process's batches of the "valid" or "test" part, padded with weight 0."""
+
+    def eval_metrics(
+        self, part: str, per_example: np.ndarray, sums: dict[str, float]
+    ) -> dict[str, float]:
+        """Final metrics of a part from all its per-example outputs (padding removed)."""
+
+
+def _host_sums(tree: PyTree) -> dict[str, float]:
+    return {k: float(v) for k, v in jax.device_get(tree).items()}
+
+
+def _add(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    return {k: a.get(k, 0.0) + v for k, v in b.items()}
+
+
+def evaluate_part(
+    task: Task,
+    eval_step: Any,
+    partitioner: Partitioner,
+    params: PyTree,
+    part: str,
+    batch_size: int,
+) -> dict[str, float]:
+    """Runs the eval step over a whole part and returns its metrics."""
+    outputs, weights = [], []
+    sums: dict[str, float] = {}
+    for batch in task.eval_batches(part, batch_size, partitioner.num_local_devices):
+        per_example, batch_sums = eval_step(params, partitioner.shard_batch(batch))
+        outputs.append(partitioner.to_host(per_example))
+        weights.append(batch["weight"])
+        sums = _add(sums, _host_sums(batch_sums))
+    per_example = np.concatenate(outputs)[np.concatenate(weights) > 0]
+    return task.eval_metrics(part, per_example, sums)
+
+
+def _check_finite(history: list[tuple[int, dict[str, float]]], from_step: int) -> None:
+    for step, sums in history:
+        if not np.isfinite(sums["loss"]):
+            raise TrainingError(
+                f"the training loss is {sums['loss']} at step {step} (first non-finite value "
+                f"between steps {from_step} and {step}); the last good checkpoint is kept. "
+                "Lower train.learning_rate or set train.clip_norm."
+            )
+
+
+# Fields that may change when a run is resumed; any other difference means another experiment.
+RESUMABLE_CHANGES = (
+    "train.num_epochs",
+    "train.early_stopping_patience",
+    "train.log_every_steps",
+    "train.max_steps_in_flight",
+    "train.prefetch",
+    "eval.batch_size",
+    "checkpoint.async_save",
+    "log",
+)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_config_matches(config: ConfigDict, workdir: Path) -> None:
+    """Refuses to resume a run directory with a config of another experiment."""
+    path = workdir / "config.json"
+    if not path.exists():
+        return
+    old = _flatten(json.loads(path.read_text()))
+    new = _flatten(config_to_json(config))
+    changed = sorted(
+        k
+        for k in old.keys() | new.keys()
+        if old.get(k) != new.get(k)
+        and not any(k == f or k.startswith(f + ".") for f in RESUMABLE_CHANGES)
+    )
+    if changed:
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:5])
+        raise ValueError(
+            f"{workdir} holds a run with another config ({shown}); use a new --workdir "
+            "or the same config to resume"
+        )
+
+
+def _improved(value: float, best: float | None, mode: str) -> bool:
+    if best is None:
+        return True
+    return value > best if mode == "max" else value < best
+
+
+def train_and_evaluate(config: ConfigDict, workdir: str | Path) -> dict[str, Any]:
+    """Trains the configured model, validating every epoch, and evaluates the best checkpoint.
+
+    Resumes from the latest checkpoint in `workdir` when there is one.
+
+    Args:
+      config: a config from `configs/` (see `configs/xdeepfm_ml100k.py` for the fields).
+      workdir: the run directory (created if needed).
+
+    Returns:
+      {"valid": best validation metrics, "test": test metrics of the best checkpoint,
+       "best_step", "epochs", "train_seconds"}; also written to `<workdir>/results.json`.
+    """
+    from shortrec_jax.training.tasks import make_task
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    _check_config_matches(config, workdir)
+    task = make_task(config)
+    partitioner = Partitioner()
+    train_cfg = config.train
+    if train_cfg.batch_size % partitioner.num_devices:
+        raise ValueError(
+            f"train.batch_size={train_cfg.batch_size} must divide evenly over "
+            f"{partitioner.num_devices} devices"
+        )
+    local_batch = train_cfg.batch_size // jax.process_count()
+    task.prepare(workdir)
+    write_json_atomic(workdir / "config.json", config_to_json(config))
+
+    steps_per_epoch = task.steps_per_epoch(train_cfg.batch_size)
+    total_steps = steps_per_epoch * train_cfg.num_epochs
+    tx = make_optimizer(train_cfg, total_steps)
+    rng = jax.random.key(config.seed)
+    init_rng, train_rng = jax.random.split(rng)
+
+    def init_fn(key: jax.Array) -> TrainState:
+        return TrainState.create(task.init_params(key), tx)
+
+    ckpt = Checkpointer(
+        workdir,
+        keep=config.checkpoint.keep,
+        best_metric=task.best_metric,
+        best_mode=task.best_mode,
+        async_save=config.checkpoint.async_save,
+    )
+    abstract_state = abstract_like(jax.eval_shape(init_fn, init_rng), partitioner.replicated)
+    meta: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0}
+    latest = ckpt.latest_step()
+    if latest is not None:
+        state, meta = ckpt.restore(latest, abstract_state)
+    else:
+        state = partitioner.init_state(init_fn, init_rng)
+    start_step = int(jax.device_get(state.step))
+
+    train_step = partitioner.compile_train_step(make_train_step(task.loss_sums, tx))
+    eval_step = partitioner.compile_eval_step(make_eval_step(task.predict))
+    logger = MetricLogger(workdir, tensorboard=config.log.tensorboard)
+    eval_batch = config.eval.batch_size
+    patience = train_cfg.early_stopping_patience
+    started = time.time()
+    try:
+        epoch, skip = divmod(start_step, steps_per_epoch)
+        while epoch < train_cfg.num_epochs and not (patience and meta["bad_epochs"] >= patience):
+            state = _train_epoch(
+                config,
+                task,
+                partitioner,
+                train_step,
+                train_rng,
+                state,
+                ckpt,
+                logger,
+                meta,
+                epoch=epoch,
+                skip=skip,
+                local_batch=local_batch,
+                steps_per_epoch=steps_per_epoch,
+            )
+            skip = 0
+            step = int(jax.device_get(state.step))
+            valid = evaluate_part(task, eval_step, partitioner, state.params, "valid", eval_batch)
+            value = valid[task.best_metric]
+            if _improved(value, meta["best"], task.best_mode):
+                meta.update(best=value, best_epoch=epoch, bad_epochs=0)
+            else:
+                meta["bad_epochs"] += 1
+            meta["epoch"] = epoch + 1
+            logger.write(step, "valid", {"epoch": epoch + 1, **valid})
+            _print_metrics(f"epoch {epoch + 1}/{train_cfg.num_epochs} valid", valid)
+            ckpt.save(step, state, dict(meta), metrics=valid)
+            epoch += 1
+        ckpt.wait()
+        train_seconds = time.time() - started
+        best_step = ckpt.best_step()
+        if best_step is None:
+            raise TrainingError("no checkpoint with validation metrics was saved")
+        best_state, best_meta = ckpt.restore(best_step, abstract_state)
+        valid = evaluate_part(task, eval_step, partitioner, best_state.params, "valid", eval_batch)
+        test = evaluate_part(task, eval_step, partitioner, best_state.params, "test", eval_batch)
+        logger.write(best_step, "test", test)
+        _print_metrics(f"best checkpoint (step {best_step}) test", test)
+    finally:
+        ckpt.close()
+        logger.close()
+    results = {
+        "valid": valid,
+        "test": test,
+        "best_step": best_step,
+        "best_epoch": best_meta["best_epoch"],
+        "epochs": meta["epoch"],
+        "train_seconds": train_seconds,
+    }
+    if jax.process_index() == 0:
+        write_json_atomic(workdir / "results.json", results)
+    return results
+
+
+def _progress(config: ConfigDict, epoch: int, total: int, done: int) -> Any:
+    if not config.log.progress_bar or jax.process_index() != 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=done,
+        desc=f"epoch {epoch + 1}/{config.train.num_epochs}",
+        unit="step",
+        leave=False,
+        dynamic_ncols=True,
+    )
+
+
+def _print_metrics(title: str, metrics: dict[str, float]) -> None:
+    if jax.process_index() == 0:
+        text = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        print(f"{title}: {text}", flush=True)
+
+
+def _train_epoch(
+    config: ConfigDict,
+    task: Task,
+    partitioner: Partitioner,
+    train_step: Any,
+    train_rng: jax.Array,
+    state: TrainState,
+    ckpt: Checkpointer,
+    logger: MetricLogger,
+    meta: dict[str, Any],
+    *,
+    epoch: int,
+    skip: int,
+    local_batch: int,
+    steps_per_epoch: int,
+) -> TrainState:
+    """One epoch, or its remainder after `skip` steps when resuming from a mid-epoch save.
+
+    Batches and dropout depend only on (seed, epoch, step), so skipping the first `skip`
+    batches of the epoch continues exactly where the interrupted run was.
+    """
+    train_cfg = config.train
+    step = epoch * steps_per_epoch + skip
+    end_of_epoch = (epoch + 1) * steps_per_epoch
+    batches = task.train_batches(epoch, local_batch, partitioner.num_local_devices)
+    for _ in range(skip):
+        next(batches)
+    # Bound the steps in flight: many queued steps with collectives can stall on small hosts.
+    in_flight: collections.deque[Any] = collections.deque()
+    pending: list[tuple[int, Any]] = []
+    window_start, window_time = step, time.time()
+    progress = _progress(config, epoch, steps_per_epoch, skip)
+    for host_batch in prefetch(batches, size=train_cfg.prefetch):
+        state, sums = train_step(state, partitioner.shard_batch(host_batch), train_rng)
+        step += 1
+        pending.append((step, sums))
+        in_flight.append(sums)
+        if len(in_flight) > train_cfg.max_steps_in_flight:
+            jax.block_until_ready(in_flight.popleft())
+        if len(pending) < train_cfg.log_every_steps and step < end_of_epoch:
+            continue
+        # The only host synchronisation of the loop: once per logging window.
+        history = [(s, _host_sums(x)) for s, x in pending]
+        _check_finite(history, window_start + 1)
+        window: dict[str, float] = {}
+        for _, h in history:
+            window = _add(window, h)
+        elapsed = max(time.time() - window_time, 1e-9)
+        metrics = {
+            "loss": window["loss"] / max(window["count"], 1.0),
+            "examples_per_second": window["count"] / elapsed,
+            "epoch": step / steps_per_epoch,
+        }
+        logger.write(step, "train", metrics)
+        if progress is not None:
+            progress.update(len(pending))
+            progress.set_postfix(
+                loss=f"{metrics['loss']:.4f}", ex_s=f"{metrics['examples_per_second']:,.0f}"
+            )
+        every = config.checkpoint.every_steps
+        if every and step // every > window_start // every and step < end_of_epoch:
+            ckpt.save(step, state, {**meta, "mid_epoch": True})
+        pending, in_flight = [], collections.deque()
+        window_start, window_time = step, time.time()
+    if progress is not None:
+        progress.close()
+    return state

@@ -1,0 +1,92 @@
+"""Pure per-device train and eval steps, shared by every model family.
+
+A model family supplies `loss_sums(params, batch, rng, train) -> sums`, a dict of float32
+scalars over ONE device's shard of the batch with at least "loss" (the sum of weighted
+per-example losses) and "count" (the sum of weights). The step differentiates the local loss
+sum, adds the gradients and the sums of all devices with `psum`, and divides once by the global
+count: the gradient of the weighted mean loss over the global batch, exactly, however the
+padding weights fall on the devices (a `pmean` of per-device means would not be).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from shortrec_jax.training.parallel import DATA_AXIS
+
+PyTree = Any
+LossSums = Callable[[PyTree, PyTree, jax.Array, bool], dict[str, jax.Array]]
+
+
+class TrainState(struct.PyTreeNode):
+    """What a training step carries from one step to the next (all of it is checkpointed)."""
+
+    step: jax.Array
+    params: PyTree
+    opt_state: PyTree
+
+    @classmethod
+    def create(cls, params: PyTree, tx: optax.GradientTransformation) -> TrainState:
+        return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def make_train_step(
+    loss_sums: LossSums, tx: optax.GradientTransformation
+) -> Callable[[TrainState, PyTree, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
+    """Builds the per-device train step `(state, batch_shard, rng) -> (state, sums)`.
+
+    Args:
+      loss_sums: the model family's loss over a batch shard (see the module docstring).
+      tx: the optimiser.
+
+    Returns:
+      A pure function to run under `Partitioner.compile_train_step` or `pmap_step`; the
+      returned sums are psum-reduced over "data", so the host adds them over steps and
+      divides once.
+    """
+
+    def step(
+        state: TrainState, batch: PyTree, rng: jax.Array
+    ) -> tuple[TrainState, dict[str, jax.Array]]:
+        # Fresh dropout per step and per device, all descending from the run's seed.
+        rng = jax.random.fold_in(rng, state.step)
+        rng = jax.random.fold_in(rng, jax.lax.axis_index(DATA_AXIS))
+
+        def local_loss(params: PyTree) -> tuple[jax.Array, dict[str, jax.Array]]:
+            sums = loss_sums(params, batch, rng, True)
+            return sums["loss"], sums
+
+        grads, sums = jax.grad(local_loss, has_aux=True)(state.params)
+        grads, sums = jax.lax.psum((grads, sums), DATA_AXIS)
+        count = jnp.maximum(sums["count"], 1.0)
+        grads = jax.tree.map(lambda g: g / count, grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), sums
+
+    return step
+
+
+def make_eval_step(
+    predict: Callable[[PyTree, PyTree], tuple[jax.Array, dict[str, jax.Array]]],
+) -> Callable[[PyTree, PyTree], tuple[jax.Array, dict[str, jax.Array]]]:
+    """Builds the per-device eval step `(params, batch_shard) -> (per_example, sums)`.
+
+    Args:
+      predict: `(params, batch_shard) -> (per_example [b, ...], local sums)`.
+
+    Returns:
+      A pure function for `Partitioner.compile_eval_step`; sums are psum-reduced over "data".
+    """
+
+    def step(params: PyTree, batch: PyTree) -> tuple[jax.Array, dict[str, jax.Array]]:
+        per_example, sums = predict(params, batch)
+        return per_example, jax.lax.psum(sums, DATA_AXIS)
+
+    return step
