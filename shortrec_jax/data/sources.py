@@ -12,6 +12,8 @@ Source names:
   "csv:<path>"                 a generic delimited file with a declared column mapping.
   "tfds:<name>"                tensorflow-datasets, e.g. "tfds:movielens/100k-ratings"
                                (extra `tfds`).
+  "synthetic"                  a generated power-law log (options: num_users, num_items,
+                               num_interactions, item_alpha, user_alpha, seed).
 Options are passed to the loader, which rejects the ones it does not know.
 """
 
@@ -29,6 +31,12 @@ def _bundled(**options: Any) -> Dataset:
     from shortrec_jax.data.atomic import load_ml100k
 
     return load_ml100k(**options)
+
+
+def _synthetic(**options: Any) -> Dataset:
+    from shortrec_jax.data.synthetic import synthetic_log
+
+    return synthetic_log(**options)
 
 
 def _release(release: str) -> Callable[..., Dataset]:
@@ -54,6 +62,7 @@ def _with_path(module: str, function: str) -> Callable[..., Dataset]:
 # Fixed names -> loader(**options); prefixes "kind:" -> loader(rest, **options).
 SOURCES: dict[str, Callable[..., Dataset]] = {
     "ml-100k": _bundled,
+    "synthetic": _synthetic,
     **{r: _release(r) for r in GROUPLENS_RELEASES},
 }
 PREFIXES: dict[str, Callable[..., Dataset]] = {
