@@ -141,3 +141,13 @@ def test_read_atomic_column_types(tmp_path):
     assert cols["tags"].to_lists() == [["a", "b"]]
     assert cols["score"].tolist() == [0.5]
     assert cols["vec"].to_lists() == [["1", "2"]]
+
+
+def test_bad_rating_after_blank_lines_names_its_real_line(tmp_path):
+    folder = tmp_path / "gaps"
+    folder.mkdir()
+    (folder / "gaps.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\n1\t2\t3\n\n\n2\t3\tnan\n"
+    )
+    with pytest.raises(DataError, match=r"gaps\.inter, line 5: rating must be finite"):
+        load(f"atomic:{folder}")

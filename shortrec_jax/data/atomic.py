@@ -43,6 +43,12 @@ def read_atomic(path: str | os.PathLike[str]) -> dict[str, Column]:
       Column name (without its type) -> column: `token` -> [N] str, `float` -> [N] float64,
       `token_seq` -> Ragged with N rows, `float_seq` -> Ragged of the number strings.
     """
+    return read_atomic_lines(path)[0]
+
+
+def read_atomic_lines(path: str | os.PathLike[str]) -> tuple[dict[str, Column], np.ndarray]:
+    """`read_atomic`, plus the file line of each row ([N] int64, 1-based; blank lines skipped)
+    for messages about rows found bad later."""
     path = Path(path)
     lines = _read_text(path).splitlines()
     if not lines:
@@ -81,7 +87,7 @@ def read_atomic(path: str | os.PathLike[str]) -> dict[str, Column]:
             )
         else:
             columns[name] = Ragged.from_lists([v.split() for v in values])
-    return columns
+    return columns, np.asarray(line_of_row, dtype=np.int64)
 
 
 def _is_float(v: str) -> bool:
@@ -141,7 +147,7 @@ def load_atomic(
     inter_path = _find(folder, name, "inter")
     if inter_path is None:
         raise DataError(f"{folder}: no {name}.inter (or {name}.inter.gz) file")
-    inter = read_atomic(inter_path)
+    inter, inter_lines = read_atomic_lines(inter_path)
     _require(inter, inter_path, "user_id", "item_id")
     n = len(inter["user_id"])
     ratings = inter.get("rating", np.ones(n))
@@ -194,6 +200,7 @@ def load_atomic(
         ratings,
         timestamps,
         source=str(inter_path),
+        line_numbers=inter_lines,
         duplicates=duplicates,
         rating_range=rating_range,
         extra_item_ids=extra_item_ids,
