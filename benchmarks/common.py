@@ -1,0 +1,118 @@
+"""Shared helpers of the benchmark programs: subprocess workers, device facts, tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_worker(module: str, args: Sequence[str], *, devices: int = 1) -> dict[str, Any]:
+    """Runs `python -m <module> --worker <args>` with `devices` simulated CPU devices.
+
+    The device count of JAX is fixed when it is imported, so each count needs its own process.
+    The worker prints one JSON object as its last line of standard output.
+    """
+    env = dict(os.environ)
+    if devices > 1:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+        env["JAX_PLATFORMS"] = "cpu"
+    out = subprocess.run(
+        [sys.executable, "-m", module, "--worker", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{module} {' '.join(args)} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def device_description() -> dict[str, Any]:
+    """The JAX backend, device kind and count, JAX version."""
+    import jax
+
+    dev = jax.devices()[0]
+    return {
+        "backend": jax.default_backend(),
+        "device": dev.device_kind,
+        "devices": jax.device_count(),
+        "jax": jax.__version__,
+    }
+
+
+# Dense bf16 / fp32 matmul peaks (FLOP/s) of accelerators we know; CPU peaks are measured.
+KNOWN_PEAKS = {
+    "NVIDIA H100 80GB HBM3": {"bfloat16": 989e12, "float32": 67e12},
+    "NVIDIA H100": {"bfloat16": 989e12, "float32": 67e12},
+    "NVIDIA H200": {"bfloat16": 989e12, "float32": 67e12},
+}
+
+
+def matmul_peak(dtype: str = "float32", n: int = 2048, repeats: int = 5) -> float:
+    """Measured FLOP/s of an n x n matrix product on the default device (the CPU ceiling)."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((n, n), dtype)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def device_peak(dtype: str = "float32") -> tuple[float, str]:
+    """(peak FLOP/s, where it comes from): a known accelerator figure or a measured matmul."""
+    import jax
+
+    kind = jax.devices()[0].device_kind
+    if kind in KNOWN_PEAKS:
+        return KNOWN_PEAKS[kind][dtype], "datasheet"
+    return matmul_peak(dtype), "measured matmul"
+
+
+def best_time(fn: Callable[[], Any], repeats: int) -> float:
+    """The fastest of `repeats` wall-clock timings of `fn()`, in seconds."""
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def print_table(title: str, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    """Prints rows as a Markdown table (pastes straight into RESULTS.md)."""
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:,.3g}" if abs(v) < 100 else f"{v:,.0f}"
+        return str(v)
+
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(fmt(row.get(c, "")) for c in columns) + " |")
