@@ -19,6 +19,7 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from shortrec_jax.data.batching import prefetch
+from shortrec_jax.data.splits import Split
 from shortrec_jax.training.checkpoint import (
     Checkpointer,
     abstract_like,
@@ -45,8 +46,15 @@ class Task(Protocol):
     #: "max" or "min".
     best_mode: str
 
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The data parts prepared: "train", "valid" and, when there is one, "test"."""
+
     def prepare(self, workdir: Path) -> None:
         """Loads and splits the data, fits (or restores from `workdir`) and saves encoders."""
+
+    def restore(self, workdir: Path) -> None:
+        """Rebuilds encoders and model of a finished run in `workdir`, without data."""
 
     def init_params(self, rng: jax.Array) -> PyTree:
         """Initial model parameters."""
@@ -166,7 +174,9 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
     return value > best if mode == "max" else value < best
 
 
-def train_and_evaluate(config: ConfigDict, workdir: str | Path) -> dict[str, Any]:
+def train_and_evaluate(
+    config: ConfigDict, workdir: str | Path, *, split: Split | None = None
+) -> dict[str, Any]:
     """Trains the configured model, validating every epoch, and evaluates the best checkpoint.
 
     Resumes from the latest checkpoint in `workdir` when there is one.
@@ -174,17 +184,20 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path) -> dict[str, Any
     Args:
       config: a config from `configs/` (see `configs/xdeepfm_ml100k.py` for the fields).
       workdir: the run directory (created if needed).
+      split: train on these parts instead of loading and splitting `config.data` (how
+        evaluate.py trains on each repeat's split); it needs a validation part.
 
     Returns:
-      {"valid": best validation metrics, "test": test metrics of the best checkpoint,
-       "best_step", "epochs", "train_seconds"}; also written to `<workdir>/results.json`.
+      {"valid": best validation metrics, "test": test metrics of the best checkpoint (absent
+       without a test part), "best_step", "best_epoch", "epochs", "train_seconds"}; also
+      written to `<workdir>/results.json`.
     """
     from shortrec_jax.training.tasks import make_task
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     _check_config_matches(config, workdir)
-    task = make_task(config)
+    task = make_task(config, split)
     partitioner = Partitioner()
     train_cfg = config.train
     if train_cfg.batch_size % partitioner.num_devices:
@@ -265,15 +278,19 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path) -> dict[str, Any
             raise TrainingError("no checkpoint with validation metrics was saved")
         best_state, best_meta = ckpt.restore(best_step, abstract_state)
         valid = evaluate_part(task, eval_step, partitioner, best_state.params, "valid", eval_batch)
-        test = evaluate_part(task, eval_step, partitioner, best_state.params, "test", eval_batch)
-        logger.write(best_step, "test", test)
-        _print_metrics(f"best checkpoint (step {best_step}) test", test)
+        test = None
+        if "test" in task.parts:
+            test = evaluate_part(
+                task, eval_step, partitioner, best_state.params, "test", eval_batch
+            )
+            logger.write(best_step, "test", test)
+            _print_metrics(f"best checkpoint (step {best_step}) test", test)
     finally:
         ckpt.close()
         logger.close()
     results = {
         "valid": valid,
-        "test": test,
+        **({"test": test} if test is not None else {}),
         "best_step": best_step,
         "best_epoch": best_meta["best_epoch"],
         "epochs": meta["epoch"],

@@ -1,12 +1,13 @@
 """Model families as `Task`s of the training loop: their data, loss and validation metrics.
 
-`CTRTask` trains xDeepFM and Wide & Deep on labelled (user, item) pairs; `make_task` picks the
-task from `config.model.name`.
+`CTRTask` trains xDeepFM and Wide & Deep on labelled (user, item) pairs; `ClozeTask` trains
+BERT4Rec on item sequences; `make_task` picks the task from `config.model.name`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,15 @@ import numpy as np
 import optax
 from ml_collections import ConfigDict
 
-from shortrec_jax.data import load
+from shortrec_jax.data import Dataset, load
 from shortrec_jax.data.batching import batches, num_batches
 from shortrec_jax.data.features import FeatureEncoder, FieldSpec
+from shortrec_jax.data.sequences import SequenceData, cloze_mask, cloze_rng, history_as_of
 from shortrec_jax.data.splits import SPLITS, Split, subsample
-from shortrec_jax.evaluation.metrics import auc, logloss
+from shortrec_jax.evaluation.metrics import auc, logloss, rank_metrics_from_ranks
 from shortrec_jax.models import MODELS
+from shortrec_jax.models.bert4rec import BERT4Rec, cloze_loss, next_item_scores
+from shortrec_jax.training.checkpoint import write_json_atomic
 
 PyTree = Any
 
@@ -81,19 +85,34 @@ def ctr_fields(config: ConfigDict) -> list[FieldSpec]:
 
 
 class CTRTask:
-    """Click-through prediction: BCE on (user, item, label) examples; AUC and LogLoss."""
+    """Click-through prediction: BCE on (user, item, label) examples; AUC and LogLoss.
+
+    Args:
+      config: the run's config.
+      split: the data to train on; by default `config.data` is loaded and split. A given split
+        needs a validation part (early stopping, the best checkpoint); its test part is
+        optional.
+    """
 
     best_metric = "auc"
     best_mode = "max"
 
-    def __init__(self, config: ConfigDict) -> None:
+    def __init__(self, config: ConfigDict, split: Split | None = None) -> None:
         self.config = config
+        self.split = split
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
         self.encoder: FeatureEncoder | None = None
         self.model: Any = None
 
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The parts with encoded examples ("train", "valid", maybe "test")."""
+        return tuple(self.arrays)
+
     def prepare(self, workdir: Path) -> None:
-        split = load_split(self.config)
+        split = self.split if self.split is not None else load_split(self.config)
+        if split.valid is None:
+            raise ValueError("the CTR task needs a validation part; use 3 data.fractions")
         encoder_path = workdir / "encoders" / "features.json"
         if encoder_path.exists():
             # A resumed run keeps the vocabulary its parameters were trained with.
@@ -103,17 +122,36 @@ class CTRTask:
             if jax.process_index() == 0:
                 self.encoder.save(encoder_path)
         threshold = self.config.data.label_threshold
-        parts = {"train": split.train, "valid": split.valid, "test": split.test}
-        for name, part in parts.items():
-            if part is None:
-                raise ValueError(f"the CTR task needs a {name} part; use 3 data.fractions")
+        for name, part in split.parts().items():
             self.arrays[name] = self.encoder.encode(part, label=threshold)
+        self._build_model()
+
+    def restore(self, workdir: Path) -> None:
+        """Rebuilds the encoder and model of a finished run, without loading any data."""
+        self.encoder = FeatureEncoder.load(workdir / "encoders" / "features.json")
+        self._build_model()
+
+    def _build_model(self) -> None:
+        assert self.encoder is not None
         entry = MODELS[self.config.model.name]
         self.model = entry.module(model_config(self.config, spec=self.encoder.spec))
 
+    def example_batch(self) -> dict[str, np.ndarray]:
+        """A one-example batch of the right structure (for init and shape checks)."""
+        spec = self.encoder.spec
+        nm, length = len(spec.multi_fields), spec.multi_len
+        return {
+            "cat": np.zeros((1, len(spec.cat_fields)), np.int32),
+            "multi": np.zeros((1, nm, length), np.int32),
+            "multi_mask": np.zeros((1, nm, length), np.float32),
+            "num": np.zeros((1, len(spec.numeric_fields)), np.float32),
+            "dense": np.zeros((1, spec.dense_width), np.float32),
+            "label": np.zeros((1,), np.float32),
+            "weight": np.ones((1,), np.float32),
+        }
+
     def init_params(self, rng: jax.Array) -> PyTree:
-        example = {k: v[:1] for k, v in self.arrays["train"].items()}
-        return self.model.init({"params": rng}, example, train=False)["params"]
+        return self.model.init({"params": rng}, self.example_batch(), train=False)["params"]
 
     @staticmethod
     def _sums(logits: jax.Array, batch: PyTree) -> dict[str, jax.Array]:
@@ -158,9 +196,152 @@ class CTRTask:
         return {"auc": auc(labels, per_example), "logloss": logloss(labels, per_example)}
 
 
-def make_task(config: ConfigDict) -> Any:
-    """The task of `config.model.name`."""
+class ClozeTask:
+    """Next-item prediction with BERT4Rec: cloze training, full-ranking HR/NDCG/MRR.
+
+    Training sequences come from the training part only; a validation user's history is its
+    training sequence, a test user's history adds the validation item (leave-one-out). Each
+    evaluated user's held-out item is ranked against every item except the ones already in
+    that user's history.
+
+    Args:
+      config: the run's config (see configs/bert4rec_ml100k.py).
+      split: the data to train on; by default `config.data` is loaded and split. It needs a
+        validation part; a test part is optional.
+    """
+
+    best_metric = "ndcg@10"
+    best_mode = "max"
+
+    def __init__(self, config: ConfigDict, split: Split | None = None) -> None:
+        self.config = config
+        self.split = split
+        self.num_items = 0
+        self.item_ids: np.ndarray | None = None
+        self.windows: np.ndarray | None = None
+        self.eval: dict[str, dict[str, np.ndarray]] = {}
+        self.model: Any = None
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return ("train", *self.eval)
+
+    def prepare(self, workdir: Path) -> None:
+        split = self.split if self.split is not None else load_split(self.config)
+        if split.valid is None:
+            raise ValueError("the BERT4Rec task needs a validation part (data.split=leave_one_out)")
+        data = self.config.data
+        self.num_items = split.train.num_items
+        self.item_ids = split.train.item_ids
+        train_seqs = SequenceData.from_dataset(split.train)
+        self.windows = train_seqs.train_windows(
+            data.max_len, stride=data.window_stride or None, min_len=2
+        )
+        for part in ("valid", "test"):
+            if getattr(split, part) is not None:
+                self.eval[part] = self._eval_arrays(
+                    history_as_of(split, part), getattr(split, part)
+                )
+        if jax.process_index() == 0:
+            write_json_atomic(
+                workdir / "encoders" / "sequences.json",
+                {"num_items": self.num_items, "item_ids": self.item_ids.tolist()},
+            )
+        self._build_model()
+
+    def restore(self, workdir: Path) -> None:
+        saved = json.loads((workdir / "encoders" / "sequences.json").read_text())
+        self.num_items = int(saved["num_items"])
+        self.item_ids = np.asarray(saved["item_ids"], dtype=np.str_)
+        self._build_model()
+
+    def _build_model(self) -> None:
+        cfg = model_config(self.config, num_items=self.num_items, max_len=self.config.data.max_len)
+        self.model = BERT4Rec(cfg)
+
+    def _eval_arrays(self, history: SequenceData, part: Dataset) -> dict[str, np.ndarray]:
+        """Inputs [N, L], targets [N] and a seen-item mask [N, I] of one held-out part."""
+        users = part.users
+        seen = np.zeros((users.size, self.num_items), dtype=bool)
+        for row, u in enumerate(users.tolist()):
+            if u < history.num_users:
+                seen[row, history.history(u) - 1] = True
+        # A held-out item seen before (a repeat) must stay rankable.
+        seen[np.arange(users.size), part.items] = False
+        return {
+            "inputs": history.eval_inputs(users, self.config.data.max_len),
+            "target": part.items.astype(np.int32),
+            "seen": seen,
+        }
+
+    def init_params(self, rng: jax.Array) -> PyTree:
+        ids = jnp.zeros((1, self.config.data.max_len), jnp.int32)
+        return self.model.init({"params": rng}, ids, train=False)["params"]
+
+    def loss_sums(
+        self, params: PyTree, batch: PyTree, rng: jax.Array, train: bool
+    ) -> dict[str, jax.Array]:
+        # Padding rows of a partial batch carry weight 0 at every position.
+        weights = batch["weights"] * batch["weight"][:, None]
+        loss, count = cloze_loss(
+            self.model,
+            params,
+            batch["inputs"],
+            batch["labels"],
+            weights,
+            rng,
+            train,
+            max_predictions=self.config.train.max_predictions or None,
+        )
+        return {"loss": loss, "count": count}
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return num_batches(self.windows.shape[0], batch_size)
+
+    def train_batches(
+        self, epoch: int, batch_size: int, num_shards: int
+    ) -> Iterator[dict[str, np.ndarray]]:
+        data = self.config.data
+        inputs, labels, weights = cloze_mask(
+            self.windows,
+            mask_prob=data.mask_prob,
+            mask_id=self.num_items + 1,
+            rng=cloze_rng(self.config.seed, epoch),
+            last_item_prob=data.last_item_prob,
+        )
+        arrays = {"inputs": inputs, "labels": labels, "weights": weights}
+        return batches(
+            arrays,
+            batch_size,
+            num_shards=num_shards,
+            shuffle=True,
+            seed=self.config.seed,
+            epoch=epoch,
+        )
+
+    def predict(self, params: PyTree, batch: PyTree) -> tuple[jax.Array, dict[str, jax.Array]]:
+        scores = next_item_scores(self.model, params, batch["inputs"])  # [b, I]
+        target = jnp.take_along_axis(scores, batch["target"][:, None], axis=1)  # [b, 1]
+        # The rank counts the allowed items scored strictly above the held-out one.
+        above = (scores > target) & ~batch["seen"]
+        return jnp.sum(above, axis=1).astype(jnp.int32), {}
+
+    def eval_batches(
+        self, part: str, batch_size: int, num_shards: int
+    ) -> Iterator[dict[str, np.ndarray]]:
+        return batches(self.eval[part], batch_size, num_shards=num_shards, shuffle=False)
+
+    def eval_metrics(
+        self, part: str, per_example: np.ndarray, sums: dict[str, float]
+    ) -> dict[str, float]:
+        return rank_metrics_from_ranks(per_example, tuple(self.config.eval.ks))
+
+
+def make_task(config: ConfigDict, split: Split | None = None) -> Any:
+    """The task of `config.model.name`, on `split` or on the data the config names."""
     name = config.model.name
     if name in ("xdeepfm", "widedeep"):
-        return CTRTask(config)
+        return CTRTask(config, split)
+    if name == "bert4rec":
+        return ClozeTask(config, split)
     raise ValueError(f"model.name={name!r} has no training task; expected one of {sorted(MODELS)}")

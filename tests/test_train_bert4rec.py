@@ -1,0 +1,132 @@
+"""BERT4Rec through the trainer: evaluation arrays, the parallel step, an end-to-end run."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from configs import bert4rec_ml100k
+from shortrec_jax.data.build import build_dataset
+from shortrec_jax.data.splits import leave_one_out
+from shortrec_jax.training.loop import train_and_evaluate
+from shortrec_jax.training.optim import make_optimizer
+from shortrec_jax.training.parallel import Partitioner, pmap_step
+from shortrec_jax.training.restore import load_run
+from shortrec_jax.training.steps import TrainState, make_train_step
+from shortrec_jax.training.tasks import ClozeTask
+
+
+def small_config():
+    config = bert4rec_ml100k.get_config()
+    config.data.subsample = 0.3
+    config.data.max_len = 16
+    config.model.hidden = 16
+    config.model.inner = 32
+    config.train.batch_size = 64
+    config.train.num_epochs = 2
+    config.train.warmup_steps = 2
+    config.train.max_predictions = 8
+    config.train.log_every_steps = 2
+    # 8 simulated devices share 2 cores: keep one step in flight (see DESIGN.md).
+    config.train.max_steps_in_flight = 1
+    config.eval.batch_size = 128
+    config.log.progress_bar = False
+    return config
+
+
+def _tiny_split():
+    # User a: items 1, 2, 3, 4, 5 in time order; user b: 3, 1, 3 (a repeat as its test item).
+    users = ["a"] * 5 + ["b"] * 3
+    items = ["1", "2", "3", "4", "5", "3", "1", "3"]
+    times = [1, 2, 3, 4, 5, 1, 2, 3]
+    ds = build_dataset(
+        "tiny",
+        np.array(users),
+        np.array(items),
+        np.ones(8),
+        np.array(times),
+        source="test",
+        duplicates="keep",
+    )
+    return ds, leave_one_out(ds)
+
+
+def test_eval_arrays_append_the_mask_and_exclude_only_earlier_items(tmp_path):
+    ds, split = _tiny_split()
+    config = small_config()
+    config.data.max_len = 4
+    task = ClozeTask(config, split)
+    task.prepare(tmp_path)
+    mask = ds.num_items + 1
+    idx = {raw: ds.item_index(raw) + 1 for raw in ("1", "2", "3", "4", "5")}
+    test = task.eval["test"]
+    # User a's test history is 1, 2, 3, 4 (train + valid), cut to the last L - 1 = 3 items.
+    np.testing.assert_array_equal(test["inputs"][0], [idx["2"], idx["3"], idx["4"], mask])
+    assert test["target"][0] == ds.item_index("5")
+    assert sorted(np.flatnonzero(test["seen"][0])) == sorted(
+        ds.item_index(r) for r in ("1", "2", "3", "4")
+    )
+    # User b's test item 3 was seen before; it stays rankable, item 1 does not.
+    assert test["target"][1] == ds.item_index("3")
+    assert not test["seen"][1, ds.item_index("3")]
+    assert test["seen"][1, ds.item_index("1")]
+    # Training sequences hold the training part only (a: 1, 2, 3; b: 3).
+    assert task.windows.shape == (1, 4)  # b has one training item: below min_len 2
+    np.testing.assert_array_equal(task.windows[0], [0, idx["1"], idx["2"], idx["3"]])
+
+
+def test_rank_of_the_target_counts_allowed_items_above_it(tmp_path):
+    _, split = _tiny_split()
+    task = ClozeTask(small_config(), split)
+    task.prepare(tmp_path)
+    params = task.init_params(jax.random.key(0))
+    batch = {k: v[:1] for k, v in task.eval["test"].items()}
+    ranks, _ = task.predict(params, batch)
+    from shortrec_jax.models.bert4rec import next_item_scores
+
+    scores = np.asarray(next_item_scores(task.model, params, batch["inputs"]))[0]
+    allowed = ~batch["seen"][0]
+    expected = np.sum((scores > scores[batch["target"][0]]) & allowed)
+    assert int(ranks[0]) == expected
+
+
+def test_bert4rec_sharded_step_equals_single_device_and_pmap(tmp_path):
+    config = small_config()
+    config.model.dropout = 0.0
+    config.model.attention_dropout = 0.0
+    config.train.warmup_steps = 0
+    task = ClozeTask(config)
+    task.prepare(tmp_path)
+    tx = make_optimizer(config.train, 10)
+    rng = jax.random.key(1)
+    params = task.init_params(rng)
+    batch = next(task.train_batches(0, 64, 8))
+    batch["weight"][-3:] = 0.0
+    per_device = make_train_step(task.loss_sums, tx)
+    out = {}
+    for name, part in (("single", Partitioner(jax.devices()[:1])), ("sharded", Partitioner())):
+        state = part.init_state(lambda _: TrainState.create(params, tx), rng)
+        state, sums = part.compile_train_step(per_device)(state, part.shard_batch(batch), rng)
+        out[name] = (jax.device_get(state.params), jax.device_get(sums))
+    state, sums = pmap_step(per_device)(TrainState.create(params, tx), batch, rng)
+    out["pmap"] = (jax.device_get(state.params), jax.device_get(sums))
+    for name in ("sharded", "pmap"):
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+            out[name][0],
+            out["single"][0],
+        )
+        assert out[name][1]["count"] == out["single"][1]["count"]
+    # Padding rows contribute no masked positions.
+    expected = (batch["weights"] * batch["weight"][:, None]).sum()
+    assert out["single"][1]["count"] == pytest.approx(expected)
+
+
+def test_train_bert4rec_end_to_end_on_8_devices_and_restore(tmp_path):
+    results = train_and_evaluate(small_config(), tmp_path)
+    assert set(results["test"]) >= {"hr@10", "ndcg@10", "mrr@10"}
+    assert 0.0 <= results["test"]["ndcg@10"] <= results["test"]["hr@10"] <= 1.0
+    run = load_run(tmp_path)
+    assert run.task.num_items == 1682
+    assert run.step == results["best_step"]
