@@ -86,6 +86,9 @@ def get_config() -> ConfigDict:
     config.eval.batch_size = 256
     # Cut-offs of HR, NDCG and MRR.
     config.eval.ks = (1, 5, 10, 20)
+    # Also rank each held-out item among this many popularity-sampled unseen items (the
+    # BERT4Rec paper's protocol, reported under "sampled100_pop/"); 0 = full ranking only.
+    config.eval.sampled_negatives = 100
 
     config.checkpoint = ConfigDict()
     config.checkpoint.keep = 2

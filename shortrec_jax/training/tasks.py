@@ -237,10 +237,11 @@ class ClozeTask:
         self.windows = train_seqs.train_windows(
             data.max_len, stride=data.window_stride or None, min_len=2
         )
-        for part in ("valid", "test"):
+        popularity = np.bincount(split.train.items, minlength=self.num_items).astype(np.float64)
+        for stream, part in enumerate(("valid", "test")):
             if getattr(split, part) is not None:
                 self.eval[part] = self._eval_arrays(
-                    history_as_of(split, part), getattr(split, part)
+                    history_as_of(split, part), getattr(split, part), popularity, stream
                 )
         if jax.process_index() == 0:
             write_json_atomic(
@@ -259,8 +260,11 @@ class ClozeTask:
         cfg = model_config(self.config, num_items=self.num_items, max_len=self.config.data.max_len)
         self.model = BERT4Rec(cfg)
 
-    def _eval_arrays(self, history: SequenceData, part: Dataset) -> dict[str, np.ndarray]:
-        """Inputs [N, L], targets [N] and a seen-item mask [N, I] of one held-out part."""
+    def _eval_arrays(
+        self, history: SequenceData, part: Dataset, popularity: np.ndarray, stream: int
+    ) -> dict[str, np.ndarray]:
+        """Inputs [N, L], targets [N], a seen-item mask [N, I] and, when configured, sampled
+        negatives [N, S] of one held-out part."""
         users = part.users
         seen = np.zeros((users.size, self.num_items), dtype=bool)
         for row, u in enumerate(users.tolist()):
@@ -268,11 +272,16 @@ class ClozeTask:
                 seen[row, history.history(u) - 1] = True
         # A held-out item seen before (a repeat) must stay rankable.
         seen[np.arange(users.size), part.items] = False
-        return {
+        arrays = {
             "inputs": history.eval_inputs(users, self.config.data.max_len),
             "target": part.items.astype(np.int32),
             "seen": seen,
         }
+        count = self.config.eval.sampled_negatives
+        if count:
+            rng = np.random.default_rng([self.config.seed, stream])
+            arrays["negatives"] = sample_negatives(seen, part.items, popularity, count, rng)
+        return arrays
 
     def init_params(self, rng: jax.Array) -> PyTree:
         ids = jnp.zeros((1, self.config.data.max_len), jnp.int32)
@@ -323,8 +332,11 @@ class ClozeTask:
         scores = next_item_scores(self.model, params, batch["inputs"])  # [b, I]
         target = jnp.take_along_axis(scores, batch["target"][:, None], axis=1)  # [b, 1]
         # The rank counts the allowed items scored strictly above the held-out one.
-        above = (scores > target) & ~batch["seen"]
-        return jnp.sum(above, axis=1).astype(jnp.int32), {}
+        ranks = [jnp.sum((scores > target) & ~batch["seen"], axis=1)]
+        if "negatives" in batch:
+            negative = jnp.take_along_axis(scores, batch["negatives"], axis=1)  # [b, S]
+            ranks.append(jnp.sum(negative > target, axis=1))
+        return jnp.stack(ranks, axis=1).astype(jnp.int32), {}  # [b, 1 or 2]
 
     def eval_batches(
         self, part: str, batch_size: int, num_shards: int
@@ -334,7 +346,49 @@ class ClozeTask:
     def eval_metrics(
         self, part: str, per_example: np.ndarray, sums: dict[str, float]
     ) -> dict[str, float]:
-        return rank_metrics_from_ranks(per_example, tuple(self.config.eval.ks))
+        ks = tuple(self.config.eval.ks)
+        metrics = rank_metrics_from_ranks(per_example[:, 0], ks)
+        if per_example.shape[1] > 1:
+            # The BERT4Rec paper's protocol, labelled: it is not comparable with full ranking.
+            name = f"sampled{self.config.eval.sampled_negatives}_pop"
+            sampled = rank_metrics_from_ranks(per_example[:, 1], ks)
+            metrics.update({f"{name}/{k}": v for k, v in sampled.items()})
+        return metrics
+
+
+def sample_negatives(
+    seen: np.ndarray,
+    targets: np.ndarray,
+    popularity: np.ndarray,
+    count: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Popularity-sampled negatives per user, without replacement (the BERT4Rec paper's).
+
+    Args:
+      seen: [N, I] bool, items each user has interacted with (never sampled).
+      targets: [N] int, each user's held-out item (never sampled).
+      popularity: [I] training counts; an item is drawn with probability proportional to it.
+      count: S negatives per user.
+      rng: the generator.
+
+    Returns:
+      [N, S] int32 item indices.
+    """
+    weights = np.where(seen, 0.0, popularity[None, :])  # [N, I]
+    weights[np.arange(targets.size), targets] = 0.0
+    available = np.count_nonzero(weights > 0, axis=1)
+    if available.size and available.min() < count:
+        row = int(np.argmin(available))
+        raise ValueError(
+            f"eval.sampled_negatives={count}, but user row {row} has only {available[row]} "
+            "unseen items with training interactions"
+        )
+    # Gumbel top-k draws S items without replacement with probabilities proportional to the
+    # weights, for every row at once.
+    keys = np.log(np.where(weights > 0, weights, np.nan)) + rng.gumbel(size=weights.shape)
+    keys = np.where(np.isnan(keys), -np.inf, keys)
+    return np.argsort(-keys, axis=1, kind="stable")[:, :count].astype(np.int32)
 
 
 def make_task(config: ConfigDict, split: Split | None = None) -> Any:
