@@ -9,6 +9,8 @@ Flags:
 The logic lives in `shortrec_jax.training.train_and_evaluate`; this file only parses flags.
 """
 
+import signal
+import sys
 from pathlib import Path
 
 from absl import app, flags, logging
@@ -23,13 +25,19 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/xdeepfm_ml100k", "Run directory.
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from shortrec_jax.training.guards import TrainingInterrupted
     from shortrec_jax.training.loop import train_and_evaluate
 
     # Orbax logs every save at INFO; --verbosity=0 brings that back.
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
 
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    try:
+        train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except TrainingInterrupted as e:
+        print(e, file=sys.stderr)
+        # The shell's convention for a process ended by a signal: 128 + its number.
+        sys.exit(128 + int(signal.Signals[e.signal_name]))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ steps, the epoch loop with validation and early stopping, checkpoints and resume
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -26,10 +27,18 @@ from shortrec_jax.training.checkpoint import (
     config_to_json,
     write_json_atomic,
 )
+from shortrec_jax.training.guards import (
+    RunDirectoryError,
+    RunLock,
+    StopSignals,
+    TrainingInterrupted,
+    check_writable,
+)
 from shortrec_jax.training.logger import MetricLogger
 from shortrec_jax.training.optim import make_optimizer
 from shortrec_jax.training.parallel import Partitioner
 from shortrec_jax.training.steps import TrainState, make_eval_step, make_train_step
+from shortrec_jax.training.tasks import make_task
 
 PyTree = Any
 
@@ -192,10 +201,19 @@ def train_and_evaluate(
        without a test part), "best_step", "best_epoch", "epochs", "train_seconds"}; also
       written to `<workdir>/results.json`.
     """
-    from shortrec_jax.training.tasks import make_task
-
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirectoryError(f"cannot create the run directory {workdir}: {e}") from None
+    lock = RunLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+    with lock, StopSignals() as stop:
+        return _train_and_evaluate(config, workdir, split, stop)
+
+
+def _train_and_evaluate(
+    config: ConfigDict, workdir: Path, split: Split | None, stop: StopSignals
+) -> dict[str, Any]:
     _check_config_matches(config, workdir)
     task = make_task(config, split)
     partitioner = Partitioner()
@@ -226,6 +244,9 @@ def train_and_evaluate(
         async_save=config.checkpoint.async_save,
     )
     abstract_state = abstract_like(jax.eval_shape(init_fn, init_rng), partitioner.replicated)
+    state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract_state))
+    # The kept checkpoints, the best one and one being written, plus metadata.
+    check_writable(workdir, state_bytes * (config.checkpoint.keep + 2) + 16 * 2**20)
     meta: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0}
     latest = ckpt.latest_step()
     if latest is not None:
@@ -253,6 +274,7 @@ def train_and_evaluate(
                 ckpt,
                 logger,
                 meta,
+                stop,
                 epoch=epoch,
                 skip=skip,
                 local_batch=local_batch,
@@ -301,6 +323,20 @@ def train_and_evaluate(
     return results
 
 
+def _save_and_stop(
+    ckpt: Checkpointer, state: TrainState, meta: dict[str, Any], step: int, signal_name: str | None
+) -> None:
+    """Saves the state reached and stops the run (SIGINT/SIGTERM)."""
+    if step not in ckpt.all_steps():
+        ckpt.save(step, state, {**meta, "mid_epoch": True})
+    ckpt.wait()
+    raise TrainingInterrupted(
+        f"stopped by {signal_name} at step {step}, checkpoint saved; run the same command to "
+        "resume",
+        signal_name or "SIGTERM",
+    )
+
+
 def _progress(config: ConfigDict, epoch: int, total: int, done: int) -> Any:
     if not config.log.progress_bar or jax.process_index() != 0:
         return None
@@ -332,6 +368,7 @@ def _train_epoch(
     ckpt: Checkpointer,
     logger: MetricLogger,
     meta: dict[str, Any],
+    stop: StopSignals,
     *,
     epoch: int,
     skip: int,
@@ -357,6 +394,8 @@ def _train_epoch(
     for host_batch in prefetch(batches, size=train_cfg.prefetch):
         state, sums = train_step(state, partitioner.shard_batch(host_batch), train_rng)
         step += 1
+        if stop.requested:
+            _save_and_stop(ckpt, state, meta, step, stop.received)
         pending.append((step, sums))
         in_flight.append(sums)
         if len(in_flight) > train_cfg.max_steps_in_flight:
