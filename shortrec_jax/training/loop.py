@@ -140,7 +140,7 @@ RESUMABLE_CHANGES = (
     "train.log_every_steps",
     "train.max_steps_in_flight",
     "train.prefetch",
-    "eval.batch_size",
+    "eval",
     "checkpoint.async_save",
     "log",
 )
