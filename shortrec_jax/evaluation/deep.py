@@ -1,9 +1,9 @@
 """The deep models as `Method`s: trained by the project's trainer, scored on device.
 
-`CTRMethod` wraps xDeepFM and Wide & Deep. `fit` trains with `train_and_evaluate` on the
-split it is given (so evaluate.py compares every method on the same splits and seeds), then
-scores any (user, item) pairs with the encoder of that run; a finished run directory can be
-scored without training (`CTRMethod.from_run`).
+`CTRMethod` wraps xDeepFM and Wide & Deep, `BERT4RecMethod` wraps BERT4Rec. `fit` trains
+with `train_and_evaluate` on the split it is given (so evaluate.py compares every method on
+the same splits and seeds), then scores with that run's encoders; a finished run directory
+can be scored without training (`from_run`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from shortrec_jax.data.dataset import Dataset
-from shortrec_jax.data.splits import Split, random_split
+from shortrec_jax.data.sequences import SequenceData
+from shortrec_jax.data.splits import Split, concat, leave_one_out, random_split
 from shortrec_jax.interface import Method
+from shortrec_jax.models.bert4rec import next_item_scores
 from shortrec_jax.training.restore import TrainedRun, load_run
 
 PyTree = Any
@@ -125,3 +127,73 @@ class CTRMethod(Method):
         users = np.asarray(users)
         items = np.broadcast_to(np.arange(self.side.num_items), (users.size, self.side.num_items))
         return self.score(users, items)
+
+
+class BERT4RecMethod(Method):
+    """BERT4Rec as a recommendation method: next-item scores after each user's history.
+
+    `fit(train, valid)` trains on `train` (validating on `valid`, or, without one, on each
+    user's last training item, held out by time); the history it scores from is everything
+    `fit` saw, `train` and `valid`, in time order.
+
+    Args:
+      train_config: the training config (e.g. `configs/bert4rec_ml100k.get_config()`).
+      workdir: where the run directory goes; a temporary folder when None.
+      score_batch: users per scoring call (one shape, one compilation).
+    """
+
+    name = "bert4rec"
+
+    def __init__(
+        self, train_config: ConfigDict, workdir: str | Path | None = None, *, score_batch: int = 256
+    ) -> None:
+        self.config = train_config
+        self.workdir = Path(workdir) if workdir is not None else None
+        self.score_batch = score_batch
+        self.run: TrainedRun | None = None
+        self.history: SequenceData | None = None
+        self.results: dict[str, Any] = {}
+
+    @classmethod
+    def from_run(cls, workdir: str | Path, history: Dataset, **options: Any) -> BERT4RecMethod:
+        """A method from a finished run directory; `history` gives each user's sequence."""
+        run = load_run(workdir)
+        method = cls(run.config, workdir, **options)
+        method._attach(run, history)
+        return method
+
+    def fit(self, train: Dataset, valid: Dataset | None = None) -> BERT4RecMethod:
+        from shortrec_jax.training.loop import train_and_evaluate
+
+        if valid is None:
+            inner = leave_one_out(train, with_valid=False)
+            split = Split(train=inner.train, valid=inner.test, test=None, protocol=inner.protocol)
+        else:
+            split = Split(train=train, valid=valid, test=None, protocol="given")
+        workdir = self.workdir or Path(tempfile.mkdtemp(prefix="bert4rec-"))
+        self.results = train_and_evaluate(self.config, workdir, split=split)
+        seen = train if valid is None else concat([train, valid])
+        self._attach(load_run(workdir), seen)
+        return self
+
+    def _attach(self, run: TrainedRun, history: Dataset) -> None:
+        self.run = run
+        self.history = SequenceData.from_dataset(history)
+        model = run.task.model
+        self._scores = jax.jit(lambda params, inputs: next_item_scores(model, params, inputs))
+
+    def score_all(self, users: np.ndarray) -> np.ndarray:
+        """[B, I] next-item scores (logits) of every item for each of `users` ([B])."""
+        if self.run is None or self.history is None:
+            raise RuntimeError("bert4rec: call fit() (or from_run) before scoring")
+        users = np.asarray(users)
+        max_len = self.run.config.data.max_len
+        out = np.empty((users.size, self.run.task.num_items), dtype=np.float32)
+        chunk = self.score_batch
+        for start in range(0, users.size, chunk):
+            stop = min(start + chunk, users.size)
+            rows = np.arange(start, start + chunk)
+            rows[stop - start :] = start  # pad the last chunk: one shape, one compilation
+            inputs = self.history.eval_inputs(users[rows], max_len)
+            out[start:stop] = np.asarray(self._scores(self.run.params, inputs))[: stop - start]
+        return out
