@@ -8,6 +8,7 @@ Users and items are the contiguous indices of `Dataset` (0..num_users-1, 0..num_
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
 
 import numpy as np
 
@@ -67,6 +68,8 @@ class Method(abc.ABC):
 
     #: the name evaluate.py and the pipeline know the method by, e.g. "item-cf".
     name: str = "method"
+    #: whether scores are probabilities of a positive (then LogLoss is meaningful).
+    outputs_probabilities: ClassVar[bool] = False
 
     @abc.abstractmethod
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Method:

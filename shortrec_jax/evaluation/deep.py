@@ -51,6 +51,8 @@ class CTRMethod(Method):
       score_batch: pairs per scoring call; every call has this shape, so scoring compiles once.
     """
 
+    outputs_probabilities = True
+
     def __init__(
         self,
         train_config: ConfigDict,

@@ -1,0 +1,39 @@
+"""Compares methods on shared splits: `python evaluate.py --config=configs/paper_fig6.py`.
+
+Flags:
+  --config           a config file from configs/ (default: the study's Fig. 6 comparison);
+                     override any field, e.g. --config.repeats=3 or
+                     --config.method_names=item-cf,pop,random.
+  --workdir          the run folder: results.json, CSVs, PNG plots, results.md; repeats an
+                     earlier run in it finished are not recomputed.
+
+The logic lives in `shortrec_jax.evaluation.run`; this file only parses flags.
+"""
+
+from pathlib import Path
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", str(Path(__file__).parent / "configs" / "paper_fig6.py"), "Evaluation config."
+)
+_WORKDIR = flags.DEFINE_string("workdir", "runs/paper_fig6", "Run folder.")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from shortrec_jax.evaluation import run
+
+    # The deep models' trainer logs every checkpoint save at INFO; --verbosity=0 brings it back.
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+
+    results = run(_CONFIG.value, _WORKDIR.value)
+    print(Path(_WORKDIR.value, "results.md").read_text())
+    print("Written: " + ", ".join(Path(f).name for f in results["files"]))
+
+
+if __name__ == "__main__":
+    app.run(main)
