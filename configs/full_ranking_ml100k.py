@@ -43,6 +43,7 @@ def get_config() -> ConfigDict:
     config = paper_fig6.get_config()
     config.repeats = 3
     config.method_names = (
+        "ease",
         "item-cf",
         "user-cf",
         "content",

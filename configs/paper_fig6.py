@@ -93,6 +93,11 @@ def method_configs() -> ConfigDict:
     # A seeded random order: the base rate with its sampling noise.
     methods.random = ConfigDict()
 
+    # EASE (Steck 2019): not the study's; the strong closed-form floor of top-K ranking.
+    methods.ease = ConfigDict()
+    methods.ease.l2 = 500.0
+    methods.ease.like_threshold = config_dict.placeholder(float)
+
     # The deep models are trained on each repeat's training part with these training configs
     # (their own split settings are not used; see shortrec_jax/evaluation/registry.py).
     methods.xdeepfm = ConfigDict()

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 
 from shortrec_jax.baselines import (
     BASELINES,
+    EASE,
     ContentCF,
     ItemCF,
     ItemMean,
@@ -443,3 +444,26 @@ def test_item_cf_beats_popularity_on_full_ranking(per_user_split):
     )
     # Measured: popularity 0.11, item-CF 0.21.
     assert item_cf > pop + 0.05
+
+
+def test_ease_solution_satisfies_its_optimality_conditions():
+    # X = [[1, 1, 0], [0, 1, 1], [1, 1, 1]]; lambda = 2.
+    ds = build_dataset(
+        "ease",
+        np.array(["a", "a", "b", "b", "c", "c", "c"]),
+        np.array(["0", "1", "1", "2", "0", "1", "2"]),
+        np.ones(7),
+        source="test",
+    )
+    model = EASE(l2=2.0).fit(ds)
+    b = model._b.astype(np.float64)
+    x = np.zeros((3, 3))
+    x[ds.users, ds.items] = 1.0
+    assert np.allclose(np.diag(b), 0.0)
+    # Stationarity of ||X - XB||^2 + l2 ||B||^2 off the diagonal: -X^T X (I - B) + l2 B = 0.
+    grad = -(x.T @ x) @ (np.eye(3) - b) + 2.0 * b
+    off = ~np.eye(3, dtype=bool)
+    np.testing.assert_allclose(grad[off], 0.0, atol=1e-5)
+    np.testing.assert_allclose(model.score_all(np.arange(3)), x @ b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="l2"):
+        EASE(l2=0.0)

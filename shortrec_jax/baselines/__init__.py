@@ -8,6 +8,7 @@ full-catalogue top-K use aggregate="sum" (see `cosine_cf`), e.g.
 """
 
 from shortrec_jax.baselines.cosine_cf import ContentCF, ItemCF, UserCF
+from shortrec_jax.baselines.ease import EASE
 from shortrec_jax.baselines.kg import KnowledgeGraphCF, TransE, train_transe
 from shortrec_jax.baselines.popularity import ItemMean, Popularity, RandomRanker
 from shortrec_jax.baselines.tag_cf import TagCF
@@ -22,10 +23,12 @@ BASELINES: dict[str, type[Method]] = {
     "pop": Popularity,
     "random": RandomRanker,
     "item-mean": ItemMean,
+    "ease": EASE,
 }
 
 __all__ = [
     "BASELINES",
+    "EASE",
     "ContentCF",
     "ItemCF",
     "ItemMean",

@@ -1,9 +1,10 @@
 """`make_method`: every method evaluate.py knows, deep and traditional, by name.
 
-The traditional methods take their hyperparameters as keyword arguments (None = the class
-default). The deep methods take `train_config`, the path of a training config file (relative to
-the repository root or absolute), and optional `overrides`, a nested dict applied on top of
-it; they are trained on each repeat's split by the project's trainer.
+The traditional methods take their hyperparameters as keyword arguments, None included
+(ItemCF's k=None means every neighbour, not the default 30). The deep methods take
+`train_config`, the path of a training config file (relative to the repository root or
+absolute), and optional `overrides`, a nested dict applied on top of it; they are trained on
+each repeat's split by the project's trainer.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def make_method(
         raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHOD_NAMES)}")
     cls = BASELINES[name]
     fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else None
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if v is not None}
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
     if fields is not None:
         unknown = sorted(set(kwargs) - fields)
         if unknown:
