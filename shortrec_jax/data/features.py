@@ -40,7 +40,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -48,6 +47,7 @@ import numpy as np
 
 from shortrec_jax.data.dataset import DataError, Dataset, Ragged
 from shortrec_jax.data.schema import FeatureSpec
+from shortrec_jax.io import write_atomic
 
 KINDS = ("categorical", "multi_hot", "numeric", "dense")
 SIDES = ("user", "item")
@@ -657,8 +657,8 @@ class FeatureEncoder:
             "arrays_sha256": hashlib.sha256(blob).hexdigest(),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path.with_suffix(".npz"), blob)
-        _write_atomic(path, (json.dumps(meta, indent=1) + "\n").encode())
+        write_atomic(path.with_suffix(".npz"), blob)
+        write_atomic(path, (json.dumps(meta, indent=1) + "\n").encode())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FeatureEncoder:
@@ -694,17 +694,3 @@ def _stack_columns(cols: list[np.ndarray], rows: int) -> np.ndarray:
     if not cols:
         return np.zeros((rows, 0), dtype=np.int32)
     return np.stack(cols, axis=1)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Writes `data` to a temporary file beside `path`, then renames it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -39,12 +39,13 @@ def load_config_file(path: str | Path) -> ConfigDict:
     return module.get_config()
 
 
-def _merge(config: ConfigDict, overrides: Mapping[str, Any], prefix: str = "") -> None:
+def merge_overrides(config: ConfigDict, overrides: Mapping[str, Any], prefix: str = "") -> None:
+    """Sets the fields of a nested `overrides` dict on `config`; an unknown field is an error."""
     for key, value in overrides.items():
         if key not in config:
             raise ValueError(f"override {prefix}{key} is not a field of the training config")
         if isinstance(value, Mapping):
-            _merge(config[key], value, f"{prefix}{key}.")
+            merge_overrides(config[key], value, f"{prefix}{key}.")
         else:
             config[key] = value
 
@@ -64,7 +65,7 @@ def make_method(
     config = dict(config.to_dict() if isinstance(config, ConfigDict) else config)
     if name in DEEP_METHODS:
         train_config = load_config_file(config.pop("train_config"))
-        _merge(train_config, config.pop("overrides", {}) or {})
+        merge_overrides(train_config, config.pop("overrides", {}) or {})
         if config:
             raise ValueError(f"methods.{name}: unknown fields {sorted(config)}")
         train_config.seed = seed

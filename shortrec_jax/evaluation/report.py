@@ -23,13 +23,14 @@ import json
 import math
 import os
 import platform
-import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from shortrec_jax.io import write_atomic
 
 # Distributions whose versions go into results.json.
 _PACKAGES = (
@@ -44,22 +45,6 @@ _PACKAGES = (
     "matplotlib",
 )
 _STATE_VERSION = 1
-
-
-def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
-    """Writes `data` to a temporary file beside `path`, syncs it, and renames it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def json_ready(obj: Any) -> Any:

@@ -60,7 +60,6 @@ import logging
 import multiprocessing
 import os
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -72,6 +71,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from shortrec_jax.data.dataset import DataError, Dataset
+from shortrec_jax.io import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -511,7 +511,7 @@ class Codebook:
             centers=self.centers,
             root_sift=np.array(self.root_sift),
         )
-        _write_atomic(Path(path), buf.getvalue())
+        write_atomic(Path(path), buf.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Codebook:
@@ -803,7 +803,7 @@ def save_vectors(
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
 
 
 def read_vectors(path: str | os.PathLike[str]) -> VideoVectors:
@@ -913,20 +913,6 @@ def load_item_vectors(
             dataset.name,
         )
     return vectors
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Writes `data` to a temporary file beside `path`, then renames it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- folders -----------------------------------------------------------------------------------
@@ -1199,7 +1185,7 @@ def _write_report(report: ExtractionReport, meta: Mapping[str, Any], complete: b
         "seconds": round(report.seconds, 3),
         **meta,
     }
-    _write_atomic(report.report_path, (json.dumps(body, indent=1) + "\n").encode())
+    write_atomic(report.report_path, (json.dumps(body, indent=1) + "\n").encode())
 
 
 # -- synthetic videos --------------------------------------------------------------------------

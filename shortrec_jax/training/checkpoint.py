@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +25,6 @@ import orbax.checkpoint as ocp
 from ml_collections import ConfigDict
 
 PyTree = Any
-
-
-def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    """Writes JSON to a temporary file in the same folder, then renames it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def config_to_json(config: ConfigDict) -> dict[str, Any]:
