@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +23,31 @@ BUNDLED_DIR = Path(__file__).parent / "bundled"
 Column = np.ndarray | Ragged
 
 
-def _read_text(path: Path) -> str:
+def _read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 file (optionally gzip-compressed), without their line endings."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8", newline="") as f:
-            return f.read()
+            text = f.read()
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
+    # Only \n, \r\n and \r end a line: str.splitlines() would also split at characters a
+    # token may hold (\x0b, \x1c-\x1e, \x85, \u2028, \u2029) and shift every line number after.
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    nul = text.find("\0")
+    if nul >= 0:
+        # NumPy strings drop trailing NULs, so "7\\0" and "7" would become one token.
+        line = text.count("\n", 0, nul) + 1
+        raise DataError(
+            f"{path}, line {line}: a NUL character, which text files do not hold (is the file "
+            "binary, or UTF-16?)"
+        )
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def read_atomic(path: str | os.PathLike[str]) -> dict[str, Column]:
@@ -50,7 +67,7 @@ def read_atomic_lines(path: str | os.PathLike[str]) -> tuple[dict[str, Column], 
     """`read_atomic`, plus the file line of each row ([N] int64, 1-based; blank lines skipped)
     for messages about rows found bad later."""
     path = Path(path)
-    lines = _read_text(path).splitlines()
+    lines = _read_lines(path)
     if not lines:
         raise DataError(f"{path}: empty file, expected a header row like 'user_id:token'")
     header = lines[0].split("\t")
@@ -171,8 +188,9 @@ def load_atomic(
 
     item_path = _find(folder, name, "item")
     if item_path is not None:
-        item_cols = read_atomic(item_path)
+        item_cols, item_lines = read_atomic_lines(item_path)
         _require(item_cols, item_path, "item_id")
+        _check_item_numbers(item_cols, item_lines, item_path)
         raw_items = item_cols.pop("item_id")
         extra_item_ids = raw_items.tolist()
         side.append(_item_side(item_cols, raw_items))
@@ -208,6 +226,21 @@ def load_atomic(
     )
 
 
+def _check_item_numbers(cols: dict[str, Column], lines: np.ndarray, path: Path) -> None:
+    """Refuses an infinite item number, or one beyond float32, naming its line ("nan" is the
+    missing value, which the encoders impute)."""
+    limit = float(np.finfo(np.float32).max)
+    for name, col in cols.items():
+        if isinstance(col, np.ndarray) and col.dtype.kind == "f":
+            bad = np.abs(col) > limit
+            if np.any(bad):
+                i = int(np.flatnonzero(bad)[0])
+                raise DataError(
+                    f"{path}, line {lines[i]}: column {name!r} must be a float32 number "
+                    f"(or nan where unknown), got {col[i]:g}"
+                )
+
+
 def _item_side(cols: dict[str, Column], raw_items: np.ndarray) -> SideBuilder:
     """Sorts the `.item` columns into titles, genres, multi-hot, numeric and categorical."""
     titles = None
@@ -233,19 +266,20 @@ def _item_side(cols: dict[str, Column], raw_items: np.ndarray) -> SideBuilder:
 
     def aligned(uv: np.ndarray, iv: np.ndarray) -> dict[str, object]:
         pos = vocab_lookup(iv, raw_items, np.arange(len(raw_items)), -1)
-        has = pos >= 0
+
+        def take(values: np.ndarray, fill: object) -> np.ndarray:
+            # Items without a row (or an .item file without rows) get `fill`.
+            out = np.full(pos.shape, fill, dtype=np.result_type(values, np.asarray(fill)))
+            out[pos >= 0] = values[pos[pos >= 0]]
+            return out
+
         out: dict[str, object] = {
-            "item_categorical": {
-                k: np.where(has, v[np.maximum(pos, 0)], "") for k, v in categorical.items()
-            },
-            "item_numeric": {
-                k: np.where(has, v[np.maximum(pos, 0)], np.nan).astype(np.float32)
-                for k, v in numeric.items()
-            },
+            "item_categorical": {k: take(v, "") for k, v in categorical.items()},
+            "item_numeric": {k: take(v, np.nan).astype(np.float32) for k, v in numeric.items()},
             "item_multi_hot": {k: _take_rows(v, pos) for k, v in multi.items()},
         }
         if titles is not None:
-            out["item_titles"] = np.where(has, titles[np.maximum(pos, 0)], "")
+            out["item_titles"] = take(titles, "")
         if "genres" in out["item_multi_hot"]:
             out["item_tags"] = out["item_multi_hot"]["genres"]
         return out
@@ -255,7 +289,8 @@ def _item_side(cols: dict[str, Column], raw_items: np.ndarray) -> SideBuilder:
 
 def _take_rows(rag: Ragged, pos: np.ndarray) -> Ragged:
     """Rows `pos` of `rag`, with an empty row where `pos < 0`."""
-    lengths = np.where(pos >= 0, rag.lengths()[np.maximum(pos, 0)], 0)
+    lengths = np.zeros(pos.shape, dtype=np.int64)
+    lengths[pos >= 0] = rag.lengths()[pos[pos >= 0]]
     offsets = np.zeros(pos.size + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     starts = rag.offsets[np.maximum(pos, 0)]

@@ -161,13 +161,17 @@ def build_dataset(
     ratings = np.asarray(ratings, dtype=np.float64)
     n = ratings.shape[0]
     lines = _Lines(first_line, line_numbers)
-    bad = ~np.isfinite(ratings)
+    # Ratings are kept as float32: a finite float64 beyond its range would become inf.
+    bad = ~(np.abs(ratings) <= np.finfo(np.float32).max)
     if rating_range is not None:
         low, high = rating_range
         bad |= (ratings < low) | (ratings > high)
     if np.any(bad):
         i = int(np.flatnonzero(bad)[0])
-        expected = f"in [{rating_range[0]:g}, {rating_range[1]:g}]" if rating_range else "finite"
+        if rating_range:
+            expected = f"in [{rating_range[0]:g}, {rating_range[1]:g}]"
+        else:
+            expected = "within the float32 range" if np.isfinite(ratings[i]) else "finite"
         raise DataError(
             f"{source}, line {lines(i)}: rating must be {expected}, got {float(ratings[i]):g}"
         )
@@ -175,9 +179,14 @@ def build_dataset(
         timestamps = np.zeros(n, dtype=np.int64)
     timestamps = np.asarray(timestamps)
     if timestamps.dtype.kind == "f":
-        if not np.all(np.isfinite(timestamps)):
-            i = int(np.flatnonzero(~np.isfinite(timestamps))[0])
-            raise DataError(f"{source}, line {lines(i)}: timestamp is {timestamps[i]}")
+        # A float at or beyond 2**63 would wrap silently in the cast to int64.
+        bad = ~(np.abs(timestamps) < 2.0**63)
+        if np.any(bad):
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{source}, line {lines(i)}: timestamp must be finite unix seconds within "
+                f"int64, got {timestamps[i]:g}"
+            )
         timestamps = timestamps.astype(np.int64)
     timestamps = timestamps.astype(np.int64)
 
@@ -230,9 +239,17 @@ def _index(
 ) -> tuple[np.ndarray, np.ndarray]:
     raw = np.asarray(raw)
     if vocab is None:
-        # Integer ids sort several times faster than their strings (25M ratings of ml-25m);
-        # the vocabulary comes out as strings either way.
-        return index_by_first_appearance(raw if raw.dtype.kind in "iu" else raw.astype(np.str_))
+        if raw.dtype.kind in "iu":
+            # Integer ids sort several times faster than their strings (25M ratings of ml-25m);
+            # the vocabulary comes out as strings either way.
+            return index_by_first_appearance(raw)
+        raw = raw.astype(np.str_)
+        # An empty id is a truncated or misaligned row, never a user or item of its own.
+        empty = raw == ""
+        if np.any(empty):
+            i = int(np.flatnonzero(empty)[0])
+            raise DataError(f"{source}, line {lines(i)}: empty {what} id")
+        return index_by_first_appearance(raw)
     raw = raw.astype(np.str_)
     vocab = np.asarray(vocab).astype(np.str_)
     table = {v: i for i, v in enumerate(vocab.tolist())}

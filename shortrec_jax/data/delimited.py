@@ -34,6 +34,8 @@ _CHUNK_BYTES = 1 << 24
 # (a TSV may hold commas in titles), comma before space.
 AUTO_DELIMITERS = ("::", "\t", ",", " ")
 ROLES = ("user", "item", "rating", "timestamp")
+# The largest whole number up to which float64 holds every integer exactly.
+_MAX_EXACT_ID = float(2**53)
 
 
 def read_file(path: str | os.PathLike[str]) -> bytes:
@@ -164,14 +166,26 @@ def read_table(
 
 
 def decode_text(raw: bytes, *, source: str, encoding: str, first_line: int) -> str:
-    """`raw` as text, or a DataError naming the line (counted from `first_line`) of bad bytes."""
+    """`raw` as text, or a DataError naming the line (counted from `first_line`) of bad bytes.
+
+    A NUL character is refused too: NumPy strings drop trailing NULs, so "7\\0" and "7" would
+    become one id.
+    """
     try:
-        return raw.decode(encoding)
+        text = raw.decode(encoding)
     except UnicodeDecodeError as e:
         line = first_line + raw.count(b"\n", 0, e.start)
         raise DataError(
             f"{source}, line {line}: not {encoding} text ({e.reason} at byte {e.start})"
         ) from None
+    nul = text.find("\0")
+    if nul >= 0:
+        line = first_line + text.count("\n", 0, nul)
+        raise DataError(
+            f"{source}, line {line}: a NUL character, which text files do not hold (is the file "
+            "binary, or UTF-16?)"
+        )
+    return text
 
 
 def _chunks(data: bytes) -> list[tuple[int, int]]:
@@ -259,7 +273,10 @@ def _diagnose(
             continue
         where = f"{source}, line {first_line + k}"
         if quotechar is not None:
-            fields = next(csv.reader([line], delimiter=delimiter, quotechar=quotechar))
+            try:
+                fields = next(csv.reader([line], delimiter=delimiter, quotechar=quotechar))
+            except csv.Error as e:  # e.g. a lone carriage return outside quotes
+                raise DataError(f"{where}: {e}: {line[:80]!r}") from None
         else:
             fields = line.split(delimiter)
         if len(fields) != width:
@@ -291,12 +308,14 @@ def integer_ids(values: np.ndarray, *, source: str, column: str, lines: np.ndarr
     Returns:
       [N] int64.
     """
-    bad = ~np.isfinite(values) | (values != np.round(values))
+    # Beyond 2**53 float64 no longer holds every whole number, so two different ids could
+    # become one (and beyond 2**63 the cast to int64 wraps): such ids are refused.
+    bad = ~np.isfinite(values) | (values != np.round(values)) | (np.abs(values) > _MAX_EXACT_ID)
     if np.any(bad):
         i = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"{source}, line {lines[i]}: column {column!r} must be a whole-number id, "
-            f"got {float(values[i]):g}"
+            f"{source}, line {lines[i]}: column {column!r} must be a whole-number id of at "
+            f"most 2**53 in magnitude, got {float(values[i]):g}"
         )
     return values.astype(np.int64)
 

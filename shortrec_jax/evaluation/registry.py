@@ -64,6 +64,8 @@ def make_method(
     """
     config = dict(config.to_dict() if isinstance(config, ConfigDict) else config)
     if name in DEEP_METHODS:
+        if "train_config" not in config:
+            raise ValueError(f"methods.{name} needs train_config, the path of a training config")
         train_config = load_config_file(config.pop("train_config"))
         merge_overrides(train_config, config.pop("overrides", {}) or {})
         if config:

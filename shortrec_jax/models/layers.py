@@ -54,8 +54,10 @@ def check_sizes(field: str, sizes: tuple[int, ...], allow_empty: bool) -> None:
     `allow_empty`, there is at least one)."""
     if not allow_empty and not sizes:
         raise ValueError(f"{field} must name at least one layer, got {sizes!r}")
-    if any(size < 1 for size in sizes):
-        raise ValueError(f"{field} must be positive sizes, got {sizes!r}")
+    # bool is an int subclass, and a command line can give strings or floats: refuse them here
+    # rather than fail deep inside the module.
+    if any(isinstance(size, bool) or not isinstance(size, int) or size < 1 for size in sizes):
+        raise ValueError(f"{field} must be positive whole numbers, got {sizes!r}")
 
 
 def check_ctr_batch(batch: Mapping[str, jax.Array], spec: FeatureSpec) -> int:
