@@ -20,10 +20,11 @@ from ml_collections import ConfigDict
 from shortrec_jax.baselines import BASELINES
 from shortrec_jax.evaluation.deep import BERT4RecMethod, CTRMethod
 from shortrec_jax.interface import Method
+from shortrec_jax.pipeline.method import PIPELINE_METHODS, make_pipeline_method
 
 ROOT = Path(__file__).resolve().parents[2]
 DEEP_METHODS = {"xdeepfm": CTRMethod, "widedeep": CTRMethod, "bert4rec": BERT4RecMethod}
-METHOD_NAMES = (*BASELINES, *DEEP_METHODS)
+METHOD_NAMES = (*BASELINES, *DEEP_METHODS, *PIPELINE_METHODS)
 
 
 def load_config_file(path: str | Path) -> ConfigDict:
@@ -63,6 +64,8 @@ def make_method(
       workdir: where a deep model writes its run directory.
     """
     config = dict(config.to_dict() if isinstance(config, ConfigDict) else config)
+    if name in PIPELINE_METHODS:
+        return make_pipeline_method(name, config, seed=seed, workdir=workdir)
     if name in DEEP_METHODS:
         if "train_config" not in config:
             raise ValueError(f"methods.{name} needs train_config, the path of a training config")

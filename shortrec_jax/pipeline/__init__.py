@@ -1,0 +1,27 @@
+"""Recall -> ranking -> reranking: the study's information flow as a library call.
+
+`Recommender.from_runs(xdeepfm_run, sequence_workdir=bert4rec_run).recommend(user="196")`
+returns the top-K items with every stage's score. The stages live in `recall.py`, `rank.py`
+and `rerank.py`, every knob in `config.py`; `method.py` evaluates the pipeline with
+`evaluate.py`; `service.py` serves it over HTTP (the `serve` extra).
+"""
+
+from shortrec_jax.pipeline.config import (
+    STAGES,
+    PipelineConfig,
+    RankConfig,
+    RecallConfig,
+    RerankConfig,
+)
+from shortrec_jax.pipeline.recommender import Recommendation, Recommender, UnknownItemsError
+
+__all__ = [
+    "STAGES",
+    "PipelineConfig",
+    "RankConfig",
+    "RecallConfig",
+    "Recommendation",
+    "Recommender",
+    "RerankConfig",
+    "UnknownItemsError",
+]

@@ -1,0 +1,148 @@
+"""The HTTP service: answers, 4xx messages for bad requests, concurrency on a real socket."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import jax
+import pytest
+
+pytest.importorskip("fastapi", reason="the HTTP service needs the `serve` extra")
+
+from fastapi.testclient import TestClient
+
+from shortrec_jax.data import load
+from shortrec_jax.data.features import FeatureEncoder
+from shortrec_jax.data.splits import subsample
+from shortrec_jax.evaluation.registry import load_config_file, merge_overrides
+from shortrec_jax.pipeline import Recommender
+from shortrec_jax.pipeline.service import background_server, create_app
+from shortrec_jax.training.restore import TrainedRun
+from shortrec_jax.training.tasks import ctr_fields, make_task
+
+TINY_CTR = {"model": {"embed_dim": 4, "cin_layers": (8, 8), "mlp_layers": (16,)}}
+# Seconds a request on the real server may take before the test fails.
+REQUEST_TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    """A recommender over small data with an initialised (untrained) xDeepFM: the service's
+    behaviour does not depend on how well the model ranks."""
+    data = subsample(load("ml-100k"), 0.2, seed=1)
+    config = load_config_file("configs/xdeepfm_ml100k.py")
+    merge_overrides(config, TINY_CTR)
+    workdir = tmp_path_factory.mktemp("ranker")
+    FeatureEncoder.fit(data, ctr_fields(config)).save(workdir / "encoders" / "features.json")
+    task = make_task(config)
+    task.restore(workdir)
+    run = TrainedRun(workdir, config, task, task.init_params(jax.random.key(0)), step=0)
+    rec = Recommender(data, ranker_run=run)
+    app = create_app(rec)
+    return {"rec": rec, "app": app, "client": TestClient(app)}
+
+
+def expected(rec: Recommender, **query) -> list[dict]:
+    return [r.to_dict() for r in rec.recommend(**query)]
+
+
+def test_healthz_describes_the_loaded_pipeline(service):
+    answer = service["client"].get("/healthz")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["status"] == "ok" and body["items"] == service["rec"].data.num_items
+    assert body["demographic_fields"] == ["age", "gender", "occupation"]
+    assert body["recallers"] == ["item-cf", "content", "popular"] and body["max_k"] == 100
+
+
+def test_recommend_by_user_by_history_and_for_new_users(service):
+    client, rec = service["client"], service["rec"]
+    user = rec.data.user_ids[0]
+    answer = client.post("/recommend", json={"user_id": user, "k": 5})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["known_user"] and body["k"] == 5 and body["stages"] == "recall+rank+rerank"
+    assert body["items"] == expected(rec, user=user, k=5)
+    item = body["items"][0]
+    assert set(item) == {
+        "item_id",
+        "title",
+        "score",
+        "recall_score",
+        "recall_scores",
+        "recallers",
+        "rank_score",
+        "rerank_score",
+    }
+    history = rec.data.item_ids[:3].tolist()
+    answer = client.post("/recommend", json={"history": history})
+    assert answer.status_code == 200 and len(answer.json()["items"]) == 10
+    assert answer.json()["items"] == expected(rec, history=history)
+    demographics = {"age": 30, "gender": "M", "occupation": "engineer"}
+    answer = client.post("/recommend", json={"user_id": 10**9, "demographics": demographics})
+    assert answer.status_code == 200 and not answer.json()["known_user"]
+    assert answer.json()["items"] == expected(rec, user="1000000000", demographics=demographics)
+    assert rec.compilations() == {"rank": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"user_id": "1", "foo": 1}, 422, "unknown field 'foo'; allowed fields: user_id"),
+        ({"user_id": "1", "k": 0}, 422, "k=0 must be in [1, 100]"),
+        ({"user_id": "1", "k": -3}, 422, "k=-3 must be in [1, 100]"),
+        ({"user_id": "1", "k": 10**6}, 422, "k=1000000 must be in [1, 100]"),
+        ({"user_id": "1", "k": "ten"}, 422, "k: Input should be a valid integer"),
+        ({}, 422, "give exactly one of user_id and history"),
+        ({"user_id": "1", "history": ["1"]}, 422, "give exactly one of user_id and history"),
+        ({"history": ["1", "nope"]}, 422, "item ids the catalogue does not know: ['nope']"),
+        ({"history": ["1"] * 1001}, 422, "at most 1000 allowed"),
+        ({"history": "1,2"}, 422, "history: Input should be a valid list"),
+        ({"user_id": True}, 422, "user_id: must be a string or an integer id"),
+        ({"user_id": "1", "demographics": {"zodiac": "leo"}}, 422, "['zodiac']"),
+        ([1, 2], 422, "the body must be a JSON object"),
+    ],
+)
+def test_bad_requests_get_a_4xx_that_says_what_is_wrong(service, body, status, message):
+    answer = service["client"].post("/recommend", json=body)
+    assert answer.status_code == status
+    assert message in answer.json()["detail"]
+
+
+def test_malformed_json_is_a_400(service):
+    answer = service["client"].post(
+        "/recommend", content=b'{"user_id": ', headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400
+    assert answer.json()["detail"].startswith("malformed JSON at character 12")
+
+
+def test_concurrent_requests_on_a_real_server_get_the_sequential_answers(service):
+    rec = service["rec"]
+    queries = [{"user_id": u, "k": 7} for u in rec.data.user_ids[:12].tolist()]
+    queries += [{"history": rec.data.item_ids[:2].tolist()}, {"user_id": "new-user"}]
+    sequential = [
+        expected(rec, user=q.get("user_id"), history=q.get("history"), k=q.get("k", 10))
+        for q in queries
+    ]
+    with background_server(service["app"]) as url:
+
+        def ask(query: dict) -> list[dict]:
+            request = urllib.request.Request(
+                f"{url}/recommend",
+                data=json.dumps(query).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as answer:
+                return json.loads(answer.read())["items"]
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(ask, queries * 2))
+        with pytest.raises(urllib.error.HTTPError) as info:
+            ask({"user_id": "1", "k": 0})
+        assert info.value.code == 422
+    assert answers == sequential * 2
+    assert rec.compilations() == {"rank": 1}
