@@ -21,11 +21,11 @@ from ml_collections import ConfigDict
 
 from shortrec_jax.data.batching import prefetch
 from shortrec_jax.data.splits import Split
+from shortrec_jax.io import write_json_atomic
 from shortrec_jax.training.checkpoint import (
     Checkpointer,
     abstract_like,
     config_to_json,
-    write_json_atomic,
 )
 from shortrec_jax.training.guards import (
     RunDirectoryError,
