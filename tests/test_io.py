@@ -34,3 +34,20 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, mon
         io.write_atomic(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["encoder.json"]
+
+
+def test_validation_curve_keeps_the_last_record_of_each_epoch(tmp_path):
+    from shortrec_jax.training.curves import plot_curves, validation_curve
+    from shortrec_jax.training.logger import MetricLogger
+
+    logger = MetricLogger(tmp_path, tensorboard=False)
+    logger.write(8, "valid", {"epoch": 1, "ndcg@10": 0.1})
+    logger.write(16, "valid", {"epoch": 2, "ndcg@10": 0.2})
+    logger.write(16, "valid", {"epoch": 2, "ndcg@10": 0.3})  # a resumed run logs epoch 2 again
+    logger.write(16, "train", {"epoch": 2, "loss": 1.0})
+    logger.close()
+    assert validation_curve(tmp_path, "ndcg@10") == ([1, 2], [0.1, 0.3])
+    with pytest.raises(ValueError, match="hr@10"):
+        validation_curve(tmp_path, "hr@10")
+    plot_curves([tmp_path], "ndcg@10", tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
