@@ -217,12 +217,16 @@ def _values(summary: Mapping[str, Any], keys: Sequence[str]) -> tuple[np.ndarray
     )
 
 
+def _splits(count: int) -> str:
+    return f"{count} random split{'' if count == 1 else 's'}"
+
+
 def precision_at_n_png(results: Mapping[str, Any]) -> bytes:
     """Fig. 6: precision@N against N, one line per method with a ± std band."""
     seeds = len(results["seeds"])
     fig, ax = _figure(
         f"{results['dataset']['name']}: precision of the top N held-out items "
-        f"({seeds} random splits)",
+        f"({_splits(seeds)})",
         "N (recommended items)",
         "precision@N (share rated >= threshold)",
     )
@@ -244,7 +248,7 @@ def precision_vs_size_png(results: Mapping[str, Any], n: int) -> bytes:
     """Fig. 7: precision@n against the share of the training part used, ± std bands."""
     seeds = len(results["seeds"])
     fig, ax = _figure(
-        f"{results['dataset']['name']}: precision@{n} against training data ({seeds} splits)",
+        f"{results['dataset']['name']}: precision@{n} against training data ({_splits(seeds)})",
         "share of the training part used (%)",
         f"precision@{n}",
     )
