@@ -14,16 +14,24 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_worker(module: str, args: Sequence[str], *, devices: int = 1) -> dict[str, Any]:
-    """Runs `python -m <module> --worker <args>` with `devices` simulated CPU devices.
+_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 
-    The device count of JAX is fixed when it is imported, so each count needs its own process.
-    The worker prints one JSON object as its last line of standard output.
+
+def run_worker(module: str, args: Sequence[str], *, devices: int = 1) -> Any:
+    """Runs `python -m <module> --worker <args>` on 1 device or `devices` simulated CPU ones.
+
+    The device count of JAX is fixed when it is imported, so each count needs its own process
+    (and the calling process never starts a JAX backend itself, which on a GPU would reserve
+    the memory the worker needs). With devices=1 the worker gets the machine's first device
+    (a GPU where there is one). The worker prints its JSON result as its last line of
+    standard output.
     """
     env = dict(os.environ)
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_COUNT_FLAG)]
     if devices > 1:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+        flags.append(f"{_DEVICE_COUNT_FLAG}={devices}")
         env["JAX_PLATFORMS"] = "cpu"
+    env["XLA_FLAGS"] = " ".join(flags)
     out = subprocess.run(
         [sys.executable, "-m", module, "--worker", *args],
         cwd=ROOT,
@@ -38,12 +46,26 @@ def run_worker(module: str, args: Sequence[str], *, devices: int = 1) -> dict[st
 
 
 def git_commit() -> str:
+    """The checkout's short commit, with "+changes" when tracked files differ from it."""
     try:
-        return subprocess.run(
+        commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
+        # diff-index only reads (unlike `git status`, which may rewrite the index).
+        changed = subprocess.run(
+            ["git", "diff-index", "--quiet", "HEAD", "--"], cwd=ROOT, capture_output=True
+        ).returncode
     except OSError:
         return "unknown"
+    return f"{commit}+changes" if changed else commit or "unknown"
+
+
+def machine_description() -> str:
+    """CPU cores, memory and the load average now (a busy machine measures slower)."""
+    cores = os.cpu_count() or 0
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{cores} cores, {memory:.0f} GiB, load average {load}"
 
 
 def device_description() -> dict[str, Any]:
@@ -67,7 +89,7 @@ KNOWN_PEAKS = {
 }
 
 
-def matmul_peak(dtype: str = "float32", n: int = 2048, repeats: int = 5) -> float:
+def matmul_peak(dtype: str = "float32", n: int = 2048, repeats: int = 20) -> float:
     """Measured FLOP/s of an n x n matrix product on the default device (the CPU ceiling)."""
     import jax
     import jax.numpy as jnp
@@ -107,6 +129,10 @@ def print_table(title: str, rows: list[dict[str, Any]], columns: Sequence[str]) 
     """Prints rows as a Markdown table (pastes straight into RESULTS.md)."""
 
     def fmt(v: Any) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, int) and not isinstance(v, bool):
+            return f"{v:,}"
         if isinstance(v, float):
             return f"{v:,.3g}" if abs(v) < 100 else f"{v:,.0f}"
         return str(v)

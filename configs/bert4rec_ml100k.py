@@ -95,6 +95,12 @@ def get_config() -> ConfigDict:
     config.checkpoint.async_save = True
     config.checkpoint.every_steps = 0
 
+    config.parallel = ConfigDict()
+    # Devices along the "model" mesh axis that split the rows of the item table and output
+    # bias (num_items + 2 rows, which it must divide; 1,684 on ml-100k); must divide the
+    # device count. 1 = every device holds every parameter (pure data parallelism).
+    config.parallel.model_axis_size = 1
+
     config.log = ConfigDict()
     config.log.tensorboard = True
     config.log.progress_bar = True

@@ -50,6 +50,9 @@ def get_config() -> ConfigDict:
     config.data.item_categorical = ()
     config.data.item_multi_hot = ("genres",)
     config.data.item_numeric = ("year",)
+    # Item dense vector fields, e.g. ("item_vectors",) for the 128-d SIFT keyframe vectors of
+    # shortrec_jax.features.video (the study's Fig. 3); each is projected to embed_dim.
+    config.data.item_dense = ()
     # Numeric fields cut into this many quantile buckets (0 = standardised value instead).
     config.data.numeric_buckets = 0
 
@@ -109,6 +112,12 @@ def get_config() -> ConfigDict:
     config.checkpoint.async_save = True
     # Also save every this many steps inside an epoch (0 = at epoch ends only).
     config.checkpoint.every_steps = 0
+
+    config.parallel = ConfigDict()
+    # Devices along the "model" mesh axis that split the rows of the embedding and linear
+    # tables (for vocabularies too large for one device); must divide the device count.
+    # 1 = every device holds every parameter (pure data parallelism).
+    config.parallel.model_axis_size = 1
 
     config.log = ConfigDict()
     config.log.tensorboard = True

@@ -5,7 +5,9 @@ batch is padded to the full size by repeating its first row with weight 0, so th
 of a run has the same shapes (a jit-compiled step never recompiles) and every example counts
 exactly once in sums weighted by "weight" (losses and metrics are sums and counts, divided once
 on the host). The global batch is what the data-parallel step splits over `num_shards`
-devices; it must divide evenly.
+devices; it must divide evenly. In a multi-process run every process draws the same global
+batches and keeps only the rows its own devices hold (`process_rows`), so the processes
+together see each global batch exactly once.
 """
 
 from __future__ import annotations
@@ -56,8 +58,9 @@ def batches(
     seed: int | None = None,
     epoch: int = 0,
     drop_remainder: bool = False,
+    process_rows: slice | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Global batches over the examples (the rows of every array).
+    """Global batches over the examples (the rows of every array), or one process's part.
 
     Arguments are checked on the call, before the first batch is asked for.
 
@@ -71,11 +74,14 @@ def batches(
       epoch: the epoch number, >= 0.
       drop_remainder: drop the last partial batch instead of padding it (its examples are
         then not seen this epoch).
+      process_rows: keep only these rows of every global batch (this process's part,
+        `Partitioner.process_rows`); None keeps the whole batch. Only the kept rows are
+        gathered from `arrays`.
 
     Yields:
-      name -> [B, ...] arrays, plus "weight" [B] float32: the input's "weight" (ones when
-      absent) and 0 for padding rows, which repeat the batch's first row. Arrays of an
-      unshuffled full batch are views of the input.
+      name -> [B, ...] arrays (B = the kept rows), plus "weight" [B] float32: the input's
+      "weight" (ones when absent) and 0 for padding rows, which repeat the global batch's
+      first row. Arrays of an unshuffled full batch are views of the input.
     """
     if batch_size < 1 or num_shards < 1 or batch_size % num_shards:
         raise ValueError(
@@ -89,8 +95,11 @@ def batches(
         raise ValueError(f"arrays must share their leading dimension N, got {sizes}")
     if shuffle and seed is None:
         raise ValueError("shuffle=True needs an explicit seed")
+    part = slice(0, batch_size) if process_rows is None else process_rows
+    if not 0 <= part.start < part.stop <= batch_size or part.step not in (None, 1):
+        raise ValueError(f"process_rows={process_rows} is not a block of [0, {batch_size})")
     order = epoch_rng(seed, epoch, SHUFFLE_STREAM).permutation(n) if shuffle else None
-    return _batches(dict(arrays), n, batch_size, order, drop_remainder)
+    return _batches(dict(arrays), n, batch_size, order, drop_remainder, part)
 
 
 def _batches(
@@ -99,6 +108,7 @@ def _batches(
     batch_size: int,
     order: np.ndarray | None,
     drop_remainder: bool,
+    part: slice,
 ) -> Iterator[dict[str, np.ndarray]]:
     weight = arrays.pop("weight", None)
     for b in range(num_batches(n, batch_size, drop_remainder=drop_remainder)):
@@ -106,14 +116,17 @@ def _batches(
         stop = min(start + batch_size, n)
         real = stop - start
         if order is None and real == batch_size:
-            rows: slice | np.ndarray = slice(start, stop)
+            rows: slice | np.ndarray = slice(start + part.start, start + part.stop)
         else:
             rows = np.arange(start, stop) if order is None else order[start:stop]
             # Padding repeats the first row, so that it holds valid ids and finite values.
             rows = np.concatenate([rows, np.full(batch_size - real, rows[0], dtype=rows.dtype)])
+            rows = rows[part]
         batch = {k: np.asarray(v[rows]) for k, v in arrays.items()}
-        w = np.ones(batch_size, np.float32) if weight is None else weight[rows].astype(np.float32)
-        w[real:] = 0.0
+        size = part.stop - part.start
+        w = np.ones(size, np.float32) if weight is None else weight[rows].astype(np.float32)
+        # Global positions at or past `real` are padding.
+        w[max(real - part.start, 0) :] = 0.0
         batch["weight"] = w
         yield batch
 

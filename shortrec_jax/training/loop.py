@@ -3,6 +3,16 @@
 Model families (CTR models, BERT4Rec) differ in data, loss and validation metrics; they plug
 in as a `Task` (see `tasks.py`). Everything else is here, once: devices, the jit-compiled
 steps, the epoch loop with validation and early stopping, checkpoints and resume, logging.
+
+The same loop runs in every process of a multi-host run (`train.py` calls
+`parallel.initialize_distributed` first): every process draws the same global batches and
+feeds its own rows of each, saves checkpoints collectively, and only process 0 writes the
+config, encoders, logs and results.
+
+Speed: host batches are prepared and copied to the devices in a background thread ahead of
+the steps; the host waits for the devices only once per logging window (and when more than
+`train.max_steps_in_flight` steps are queued); every batch of a run has one shape, so each
+step compiles once.
 """
 
 from __future__ import annotations
@@ -19,14 +29,9 @@ import jax
 import numpy as np
 from ml_collections import ConfigDict
 
-from shortrec_jax.data.batching import prefetch
 from shortrec_jax.data.splits import Split
 from shortrec_jax.io import write_json_atomic
-from shortrec_jax.training.checkpoint import (
-    Checkpointer,
-    abstract_like,
-    config_to_json,
-)
+from shortrec_jax.training.checkpoint import Checkpointer, config_to_json
 from shortrec_jax.training.guards import (
     RunDirectoryError,
     RunLock,
@@ -54,6 +59,8 @@ class Task(Protocol):
     best_metric: str
     #: "max" or "min".
     best_mode: str
+    #: parameter paths split by rows over the "model" mesh axis (see `Partitioner`).
+    sharded_tables: tuple[str, ...]
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -77,17 +84,19 @@ class Task(Protocol):
         """Training steps in one epoch at this global batch size."""
 
     def train_batches(
-        self, epoch: int, batch_size: int, num_shards: int
+        self, epoch: int, batch_size: int, num_shards: int, process_rows: slice | None = None
     ) -> Iterator[dict[str, np.ndarray]]:
-        """This process's training batches for `epoch` (shuffled from the seed and epoch)."""
+        """Global batches of `batch_size` for `epoch` (shuffled from the seed and epoch), cut
+        to this process's `process_rows`."""
 
     def predict(self, params: PyTree, batch: PyTree) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Per-example outputs [b, ...] and metric sums over one device's batch shard."""
 
     def eval_batches(
-        self, part: str, batch_size: int, num_shards: int
+        self, part: str, batch_size: int, num_shards: int, process_rows: slice | None = None
     ) -> Iterator[dict[str, np.ndarray]]:
-        """This process's batches of the "valid" or "test" part, padded with weight 0."""
+        """Global batches of the "valid" or "test" part, padded with weight 0, cut to this
+        process's `process_rows`."""
 
     def eval_metrics(
         self, part: str, per_example: np.ndarray, sums: dict[str, float]
@@ -110,17 +119,39 @@ def evaluate_part(
     params: PyTree,
     part: str,
     batch_size: int,
+    max_in_flight: int = 4,
 ) -> dict[str, float]:
-    """Runs the eval step over a whole part and returns its metrics."""
-    outputs, weights = [], []
-    sums: dict[str, float] = {}
-    for batch in task.eval_batches(part, batch_size, partitioner.num_local_devices):
-        per_example, batch_sums = eval_step(params, partitioner.shard_batch(batch))
-        outputs.append(partitioner.to_host(per_example))
-        weights.append(batch["weight"])
-        sums = _add(sums, _host_sums(batch_sums))
+    """Runs the eval step over a whole part and returns its metrics.
+
+    Outputs stay on the devices until the part is done, then come to the host in one
+    transfer (one gather across processes), so the host does not wait on every batch.
+
+    Args:
+      task: the model family.
+      eval_step: `Partitioner.compile_eval_step` of the task's predict.
+      partitioner: the run's devices.
+      params: the parameters to evaluate.
+      part: "valid" or "test".
+      batch_size: the global eval batch size, a multiple of `partitioner.data_size`.
+      max_in_flight: eval steps queued before the host waits for the oldest (see DESIGN.md).
+    """
+    rows = partitioner.process_rows(batch_size)
+    outputs, weights, sums = [], [], []
+    host_batches = task.eval_batches(part, batch_size, partitioner.data_size, rows)
+    with partitioner.prefetch_to_devices(host_batches) as device_batches:
+        for batch in device_batches:
+            per_example, batch_sums = eval_step(params, batch)
+            outputs.append(per_example)
+            weights.append(batch["weight"])
+            sums.append(batch_sums)
+            if len(outputs) > max_in_flight:
+                jax.block_until_ready(outputs[-max_in_flight - 1])
+    outputs, weights, sums = partitioner.to_host((outputs, weights, sums))
     per_example = np.concatenate(outputs)[np.concatenate(weights) > 0]
-    return task.eval_metrics(part, per_example, sums)
+    total: dict[str, float] = {}
+    for batch_sums in sums:
+        total = _add(total, {k: float(v) for k, v in batch_sums.items()})
+    return task.eval_metrics(part, per_example, total)
 
 
 def _check_finite(history: list[tuple[int, dict[str, float]]], from_step: int) -> None:
@@ -143,6 +174,9 @@ RESUMABLE_CHANGES = (
     "eval",
     "checkpoint.async_save",
     "log",
+    # A checkpoint restores onto any mesh. (xDeepFM's tables are padded to a multiple of
+    # the model axis size: a change of that padding fails the restore, naming the shapes.)
+    "parallel",
 )
 
 
@@ -216,16 +250,23 @@ def _train_and_evaluate(
 ) -> dict[str, Any]:
     _check_config_matches(config, workdir)
     task = make_task(config, split)
-    partitioner = Partitioner()
+    partitioner = Partitioner(
+        model_axis_size=config.parallel.model_axis_size, sharded_tables=task.sharded_tables
+    )
     train_cfg = config.train
-    if train_cfg.batch_size % partitioner.num_devices:
-        raise ValueError(
-            f"train.batch_size={train_cfg.batch_size} must divide evenly over "
-            f"{partitioner.num_devices} devices"
-        )
-    local_batch = train_cfg.batch_size // jax.process_count()
+    for key, size in (
+        ("train.batch_size", train_cfg.batch_size),
+        ("eval.batch_size", config.eval.batch_size),
+    ):
+        if size % partitioner.data_size:
+            raise ValueError(
+                f"{key}={size} must divide evenly over {partitioner.data_size} data shards "
+                f"({partitioner.num_devices} devices / parallel.model_axis_size="
+                f"{partitioner.model_size})"
+            )
     task.prepare(workdir)
-    write_json_atomic(workdir / "config.json", config_to_json(config))
+    if jax.process_index() == 0:
+        write_json_atomic(workdir / "config.json", config_to_json(config))
 
     steps_per_epoch = task.steps_per_epoch(train_cfg.batch_size)
     total_steps = steps_per_epoch * train_cfg.num_epochs
@@ -243,7 +284,8 @@ def _train_and_evaluate(
         best_mode=task.best_mode,
         async_save=config.checkpoint.async_save,
     )
-    abstract_state = abstract_like(jax.eval_shape(init_fn, init_rng), partitioner.replicated)
+    abstract_state = partitioner.abstract(jax.eval_shape(init_fn, init_rng))
+    state_shardings = jax.tree.map(lambda x: x.sharding, abstract_state)
     state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract_state))
     # The kept checkpoints, the best one and one being written, plus metadata.
     check_writable(workdir, state_bytes * (config.checkpoint.keep + 2) + 16 * 2**20)
@@ -255,10 +297,23 @@ def _train_and_evaluate(
         state = partitioner.init_state(init_fn, init_rng)
     start_step = int(jax.device_get(state.step))
 
-    train_step = partitioner.compile_train_step(make_train_step(task.loss_sums, tx))
+    train_step = partitioner.compile_train_step(
+        make_train_step(task.loss_sums, tx), state_shardings
+    )
     eval_step = partitioner.compile_eval_step(make_eval_step(task.predict))
     logger = MetricLogger(workdir, tensorboard=config.log.tensorboard)
-    eval_batch = config.eval.batch_size
+
+    def evaluate(params: PyTree, part: str) -> dict[str, float]:
+        return evaluate_part(
+            task,
+            eval_step,
+            partitioner,
+            params,
+            part,
+            config.eval.batch_size,
+            train_cfg.max_steps_in_flight,
+        )
+
     patience = train_cfg.early_stopping_patience
     started = time.time()
     try:
@@ -277,12 +332,11 @@ def _train_and_evaluate(
                 stop,
                 epoch=epoch,
                 skip=skip,
-                local_batch=local_batch,
                 steps_per_epoch=steps_per_epoch,
             )
             skip = 0
             step = int(jax.device_get(state.step))
-            valid = evaluate_part(task, eval_step, partitioner, state.params, "valid", eval_batch)
+            valid = evaluate(state.params, "valid")
             value = valid[task.best_metric]
             if _improved(value, meta["best"], task.best_mode):
                 meta.update(best=value, best_epoch=epoch, bad_epochs=0)
@@ -299,12 +353,10 @@ def _train_and_evaluate(
         if best_step is None:
             raise TrainingError("no checkpoint with validation metrics was saved")
         best_state, best_meta = ckpt.restore(best_step, abstract_state)
-        valid = evaluate_part(task, eval_step, partitioner, best_state.params, "valid", eval_batch)
+        valid = evaluate(best_state.params, "valid")
         test = None
         if "test" in task.parts:
-            test = evaluate_part(
-                task, eval_step, partitioner, best_state.params, "test", eval_batch
-            )
+            test = evaluate(best_state.params, "test")
             logger.write(best_step, "test", test)
             _print_metrics(f"best checkpoint (step {best_step}) test", test)
     finally:
@@ -372,7 +424,6 @@ def _train_epoch(
     *,
     epoch: int,
     skip: int,
-    local_batch: int,
     steps_per_epoch: int,
 ) -> TrainState:
     """One epoch, or its remainder after `skip` steps when resuming from a mid-epoch save.
@@ -383,48 +434,57 @@ def _train_epoch(
     train_cfg = config.train
     step = epoch * steps_per_epoch + skip
     end_of_epoch = (epoch + 1) * steps_per_epoch
-    batches = task.train_batches(epoch, local_batch, partitioner.num_local_devices)
+    batch_size = train_cfg.batch_size
+    batches = task.train_batches(
+        epoch, batch_size, partitioner.data_size, partitioner.process_rows(batch_size)
+    )
     for _ in range(skip):
         next(batches)
+    # A save is collective: with several processes, all must stop at the same step, so they
+    # agree on it once per logging window instead of each reacting to its own signal.
+    several = jax.process_count() > 1
     # Bound the steps in flight: many queued steps with collectives can stall on small hosts.
     in_flight: collections.deque[Any] = collections.deque()
     pending: list[tuple[int, Any]] = []
     window_start, window_time = step, time.time()
     progress = _progress(config, epoch, steps_per_epoch, skip)
-    for host_batch in prefetch(batches, size=train_cfg.prefetch):
-        state, sums = train_step(state, partitioner.shard_batch(host_batch), train_rng)
-        step += 1
-        if stop.requested:
-            _save_and_stop(ckpt, state, meta, step, stop.received)
-        pending.append((step, sums))
-        in_flight.append(sums)
-        if len(in_flight) > train_cfg.max_steps_in_flight:
-            jax.block_until_ready(in_flight.popleft())
-        if len(pending) < train_cfg.log_every_steps and step < end_of_epoch:
-            continue
-        # The only host synchronisation of the loop: once per logging window.
-        history = [(s, _host_sums(x)) for s, x in pending]
-        _check_finite(history, window_start + 1)
-        window: dict[str, float] = {}
-        for _, h in history:
-            window = _add(window, h)
-        elapsed = max(time.time() - window_time, 1e-9)
-        metrics = {
-            "loss": window["loss"] / max(window["count"], 1.0),
-            "examples_per_second": window["count"] / elapsed,
-            "epoch": step / steps_per_epoch,
-        }
-        logger.write(step, "train", metrics)
-        if progress is not None:
-            progress.update(len(pending))
-            progress.set_postfix(
-                loss=f"{metrics['loss']:.4f}", ex_s=f"{metrics['examples_per_second']:,.0f}"
-            )
-        every = config.checkpoint.every_steps
-        if every and step // every > window_start // every and step < end_of_epoch:
-            ckpt.save(step, state, {**meta, "mid_epoch": True})
-        pending, in_flight = [], collections.deque()
-        window_start, window_time = step, time.time()
+    with partitioner.prefetch_to_devices(batches, size=train_cfg.prefetch) as device_batches:
+        for batch in device_batches:
+            state, sums = train_step(state, batch, train_rng)
+            step += 1
+            if not several and stop.requested:
+                _save_and_stop(ckpt, state, meta, step, stop.received)
+            pending.append((step, sums))
+            in_flight.append(sums)
+            if len(in_flight) > train_cfg.max_steps_in_flight:
+                jax.block_until_ready(in_flight.popleft())
+            if len(pending) < train_cfg.log_every_steps and step < end_of_epoch:
+                continue
+            # The only host synchronisation of the loop: once per logging window.
+            history = [(s, _host_sums(x)) for s, x in pending]
+            _check_finite(history, window_start + 1)
+            window: dict[str, float] = {}
+            for _, h in history:
+                window = _add(window, h)
+            elapsed = max(time.time() - window_time, 1e-9)
+            metrics = {
+                "loss": window["loss"] / max(window["count"], 1.0),
+                "examples_per_second": window["count"] / elapsed,
+                "epoch": step / steps_per_epoch,
+            }
+            logger.write(step, "train", metrics)
+            if progress is not None:
+                progress.update(len(pending))
+                progress.set_postfix(
+                    loss=f"{metrics['loss']:.4f}", ex_s=f"{metrics['examples_per_second']:,.0f}"
+                )
+            if several and partitioner.any_process(stop.requested):
+                _save_and_stop(ckpt, state, meta, step, stop.received)
+            every = config.checkpoint.every_steps
+            if every and step // every > window_start // every and step < end_of_epoch:
+                ckpt.save(step, state, {**meta, "mid_epoch": True})
+            pending, in_flight = [], collections.deque()
+            window_start, window_time = step, time.time()
     if progress is not None:
         progress.close()
     return state

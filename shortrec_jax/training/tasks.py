@@ -81,7 +81,13 @@ def ctr_fields(config: ConfigDict) -> list[FieldSpec]:
     fields += [FieldSpec(c, "categorical", side="item") for c in data.item_categorical]
     fields += [FieldSpec(c, "numeric", buckets=data.numeric_buckets) for c in data.item_numeric]
     fields += [FieldSpec(c, "multi_hot") for c in data.item_multi_hot]
+    fields += [FieldSpec(c, "dense") for c in data.item_dense]
     return fields
+
+
+def padded_rows(rows: int, multiple: int) -> int:
+    """`rows` rounded up to a multiple of `multiple` (rows of a table split over devices)."""
+    return -(-rows // multiple) * multiple
 
 
 class CTRTask:
@@ -96,6 +102,8 @@ class CTRTask:
 
     best_metric = "auc"
     best_mode = "max"
+    #: the vocabulary-sized tables, split by rows over the "model" mesh axis.
+    sharded_tables = ("embedding/table", "linear/table")
 
     def __init__(self, config: ConfigDict, split: Split | None = None) -> None:
         self.config = config
@@ -134,7 +142,15 @@ class CTRTask:
     def _build_model(self) -> None:
         assert self.encoder is not None
         entry = MODELS[self.config.model.name]
-        self.model = entry.module(model_config(self.config, spec=self.encoder.spec))
+        spec = self.encoder.spec
+        # Tables split over the "model" axis need rows in multiples of its size; the extra
+        # rows belong to ids that no example has, so they change no output. With the default
+        # size 1 nothing is added, which is also how runs written before config.parallel
+        # existed were trained.
+        multiple = self.config.parallel.model_axis_size if "parallel" in self.config else 1
+        rows = padded_rows(spec.vocab_size, multiple)
+        spec = dataclasses.replace(spec, vocab_size=rows)
+        self.model = entry.module(model_config(self.config, spec=spec))
 
     def example_batch(self) -> dict[str, np.ndarray]:
         """A one-example batch of the right structure (for init and shape checks)."""
@@ -169,7 +185,7 @@ class CTRTask:
         return num_batches(self.arrays["train"]["label"].shape[0], batch_size)
 
     def train_batches(
-        self, epoch: int, batch_size: int, num_shards: int
+        self, epoch: int, batch_size: int, num_shards: int, process_rows: slice | None = None
     ) -> Iterator[dict[str, np.ndarray]]:
         return batches(
             self.arrays["train"],
@@ -178,6 +194,7 @@ class CTRTask:
             shuffle=True,
             seed=self.config.seed,
             epoch=epoch,
+            process_rows=process_rows,
         )
 
     def predict(self, params: PyTree, batch: PyTree) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -185,9 +202,15 @@ class CTRTask:
         return jax.nn.sigmoid(logits), self._sums(logits, batch)
 
     def eval_batches(
-        self, part: str, batch_size: int, num_shards: int
+        self, part: str, batch_size: int, num_shards: int, process_rows: slice | None = None
     ) -> Iterator[dict[str, np.ndarray]]:
-        return batches(self.arrays[part], batch_size, num_shards=num_shards, shuffle=False)
+        return batches(
+            self.arrays[part],
+            batch_size,
+            num_shards=num_shards,
+            shuffle=False,
+            process_rows=process_rows,
+        )
 
     def eval_metrics(
         self, part: str, per_example: np.ndarray, sums: dict[str, float]
@@ -212,6 +235,9 @@ class ClozeTask:
 
     best_metric = "ndcg@10"
     best_mode = "max"
+    #: the catalogue-sized parameters (the tied item table and the output bias), split by
+    #: rows over the "model" mesh axis; their num_items + 2 rows must divide by its size.
+    sharded_tables = ("item_embed/embedding", "output_bias")
 
     def __init__(self, config: ConfigDict, split: Split | None = None) -> None:
         self.config = config
@@ -308,7 +334,7 @@ class ClozeTask:
         return num_batches(self.windows.shape[0], batch_size)
 
     def train_batches(
-        self, epoch: int, batch_size: int, num_shards: int
+        self, epoch: int, batch_size: int, num_shards: int, process_rows: slice | None = None
     ) -> Iterator[dict[str, np.ndarray]]:
         data = self.config.data
         inputs, labels, weights = cloze_mask(
@@ -326,6 +352,7 @@ class ClozeTask:
             shuffle=True,
             seed=self.config.seed,
             epoch=epoch,
+            process_rows=process_rows,
         )
 
     def predict(self, params: PyTree, batch: PyTree) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -339,9 +366,15 @@ class ClozeTask:
         return jnp.stack(ranks, axis=1).astype(jnp.int32), {}  # [b, 1 or 2]
 
     def eval_batches(
-        self, part: str, batch_size: int, num_shards: int
+        self, part: str, batch_size: int, num_shards: int, process_rows: slice | None = None
     ) -> Iterator[dict[str, np.ndarray]]:
-        return batches(self.eval[part], batch_size, num_shards=num_shards, shuffle=False)
+        return batches(
+            self.eval[part],
+            batch_size,
+            num_shards=num_shards,
+            shuffle=False,
+            process_rows=process_rows,
+        )
 
     def eval_metrics(
         self, part: str, per_example: np.ndarray, sums: dict[str, float]

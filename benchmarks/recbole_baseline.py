@@ -1,0 +1,41 @@
+"""Runs RecBole's own code as the baseline of a benchmark, in the same invocation.
+
+RecBole and torch live in another Python (they are not dependencies of this project): pass
+its interpreter with --recbole-python. The bundled ml-100k files are unpacked for it into a
+temporary folder, so both sides read the same data.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import ROOT
+from shortrec_jax.data.atomic import BUNDLED_DIR
+
+
+def run_recbole(python: str, model: str, *, epochs: int) -> dict[str, Any]:
+    """Times RecBole's `model` (only "xDeepFM" is wired) for `epochs` epochs after a warm-up."""
+    if model != "xDeepFM":
+        raise ValueError(f"no RecBole baseline is wired for {model!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "ml-100k"
+        target.mkdir()
+        for gz in sorted((BUNDLED_DIR / "ml-100k").glob("*.gz")):
+            with gzip.open(gz, "rb") as src, open(target / gz.name[:-3], "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        out = subprocess.run(
+            [python, str(ROOT / "benchmarks" / "recbole_worker.py"), tmp, str(epochs)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=tmp,
+        )
+    if out.returncode != 0:
+        raise RuntimeError(f"RecBole baseline failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
