@@ -13,10 +13,11 @@ The logic lives in `shortrec_jax.evaluation.run`; this file only parses flags.
 from pathlib import Path
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(Path(__file__).parent / "configs" / "paper_fig6.py"), "Evaluation config."
+from shortrec_jax import cli
+
+_CONFIG = cli.define_config(
+    str(Path(__file__).parent / "configs" / "paper_fig6.py"), "Evaluation config."
 )
 _WORKDIR = flags.DEFINE_string("workdir", "runs/paper_fig6", "Run folder.")
 
@@ -36,4 +37,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

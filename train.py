@@ -25,10 +25,11 @@ import sys
 from pathlib import Path
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(Path(__file__).parent / "configs" / "xdeepfm_ml100k.py"), "Experiment config."
+from shortrec_jax import cli
+
+_CONFIG = cli.define_config(
+    str(Path(__file__).parent / "configs" / "xdeepfm_ml100k.py"), "Experiment config."
 )
 _WORKDIR = flags.DEFINE_string("workdir", "runs/xdeepfm_ml100k", "Run directory.")
 _COORDINATOR = flags.DEFINE_string(
@@ -80,4 +81,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -253,14 +253,6 @@ def test_diverging_loss_stops_with_the_step_range_and_keeps_the_checkpoint_befor
     assert train_losses and all(np.isfinite(train_losses))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the loop checks the loss of step s, computed before the update of step s, and then "
-    "saves the state after it: an update that makes the parameters NaN is checkpointed. Fix: "
-    "the train step also returns the count of non-finite parameters and _check_finite raises "
-    "on it.",
-)
 def test_an_update_that_makes_the_parameters_nan_is_never_checkpointed(tmp_path):
     config = small_config()
     config.train.num_epochs = 1

@@ -162,6 +162,13 @@ def _check_finite(history: list[tuple[int, dict[str, float]]], from_step: int) -
                 f"between steps {from_step} and {step}); the last good checkpoint is kept. "
                 "Lower train.learning_rate or set train.clip_norm."
             )
+        if sums.get("nonfinite_params", 0.0) > 0:
+            raise TrainingError(
+                f"{sums['nonfinite_params']:.0f} parameters are not finite after the update of "
+                f"step {step} (first non-finite update between steps {from_step} and {step}); "
+                "the last good checkpoint is kept. Lower train.learning_rate, set "
+                "train.clip_norm, or check train.eps."
+            )
 
 
 # Fields that may change when a run is resumed; any other difference means another experiment.
@@ -452,9 +459,11 @@ def _train_epoch(
         for batch in device_batches:
             state, sums = train_step(state, batch, train_rng)
             step += 1
-            if not several and stop.requested:
-                _save_and_stop(ckpt, state, meta, step, stop.received)
             pending.append((step, sums))
+            if not several and stop.requested:
+                # Never save a state the pending steps have not been checked for.
+                _check_finite([(s, _host_sums(x)) for s, x in pending], window_start + 1)
+                _save_and_stop(ckpt, state, meta, step, stop.received)
             in_flight.append(sums)
             if len(in_flight) > train_cfg.max_steps_in_flight:
                 jax.block_until_ready(in_flight.popleft())

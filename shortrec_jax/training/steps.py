@@ -70,9 +70,18 @@ def make_train_step(
         grads = jax.tree.map(lambda g: g / count, grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        # The loss above was computed before this update; this count catches an update that
+        # itself breaks the parameters, before the state can be checkpointed.
+        sums = {**sums, "nonfinite_params": _count_nonfinite(params)}
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), sums
 
     return train_step
+
+
+def _count_nonfinite(tree: PyTree) -> jax.Array:
+    """The number of NaN or infinite values in a tree of float arrays, as a float32 scalar."""
+    counts = [jnp.sum(~jnp.isfinite(x), dtype=jnp.float32) for x in jax.tree.leaves(tree)]
+    return sum(counts, jnp.zeros((), jnp.float32))
 
 
 def make_eval_step(

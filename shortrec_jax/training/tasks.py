@@ -59,7 +59,8 @@ def model_config(config: ConfigDict, **fixed: Any) -> Any:
     entry = MODELS.get(config.model.name)
     if entry is None:
         raise ValueError(f"model.name={config.model.name!r} is not one of {sorted(MODELS)}")
-    known = {f.name for f in dataclasses.fields(entry.config)}
+    # Fields the task sets itself (spec, num_items, max_len) are not the config's to set.
+    known = {f.name for f in dataclasses.fields(entry.config)} - set(fixed)
     values = {k: v for k, v in config.model.to_dict().items() if k != "name"}
     unknown = sorted(set(values) - known)
     if unknown:
