@@ -146,3 +146,39 @@ def test_concurrent_requests_on_a_real_server_get_the_sequential_answers(service
         assert info.value.code == 422
     assert answers == sequential * 2
     assert rec.compilations() == {"rank": 1}
+
+
+def _json_values():
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+        max_leaves=12,
+    )
+
+
+def test_random_json_bodies_get_a_valid_answer_or_a_4xx_never_a_5xx(service):
+    import os
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    keys = st.sampled_from(["user_id", "history", "k", "demographics", "stages", "extra"])
+    bodies = _json_values() | st.dictionaries(keys, _json_values(), max_size=4)
+
+    @settings(
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        derandomize=bool(os.environ.get("CI")),
+    )
+    @given(body=bodies)
+    def check(body):
+        answer = service["client"].post("/recommend", content=json.dumps(body))
+        assert answer.status_code == 200 or 400 <= answer.status_code < 500, answer.text
+        if answer.status_code != 200:
+            assert answer.json()["detail"], "a refusal says what is wrong"
+
+    check()
