@@ -225,8 +225,7 @@ def precision_at_n_png(results: Mapping[str, Any]) -> bytes:
     """Fig. 6: precision@N against N, one line per method with a ± std band."""
     seeds = len(results["seeds"])
     fig, ax = _figure(
-        f"{results['dataset']['name']}: precision of the top N held-out items "
-        f"({_splits(seeds)})",
+        f"{results['dataset']['name']}: precision of the top N held-out items ({_splits(seeds)})",
         "N (recommended items)",
         "precision@N (share rated >= threshold)",
     )
