@@ -239,8 +239,8 @@ def train_and_evaluate(
 
     Returns:
       {"valid": best validation metrics, "test": test metrics of the best checkpoint (absent
-       without a test part), "best_step", "best_epoch", "epochs", "train_seconds"}; also
-      written to `<workdir>/results.json`.
+       without a test part), "best_step", "best_epoch" (counted from 1, as logged), "epochs",
+       "train_seconds"}; also written to `<workdir>/results.json`.
     """
     workdir = Path(workdir)
     try:
@@ -346,7 +346,7 @@ def _train_and_evaluate(
             valid = evaluate(state.params, "valid")
             value = valid[task.best_metric]
             if _improved(value, meta["best"], task.best_mode):
-                meta.update(best=value, best_epoch=epoch, bad_epochs=0)
+                meta.update(best=value, best_epoch=epoch + 1, bad_epochs=0)
             else:
                 meta["bad_epochs"] += 1
             meta["epoch"] = epoch + 1
