@@ -15,8 +15,8 @@ and table of the full run; a deep model earns its place only above the item-CF r
 
 Time on 2 CPU cores: the baselines take about 7 s per repeat (knowledge-graph TransE about
 4 s of it); xDeepFM and Wide & Deep train about a minute each per repeat, so the whole run is
-about 20 minutes, and a restarted run skips the repeats it finished. Quicker variants:
-`--config.repeats=3` (about 7 minutes) or leave the deep models out with
+about half an hour, and a restarted run skips the repeats it finished. Quicker variants:
+`--config.repeats=3` (about 10 minutes, measured) or leave the deep models out with
 `--config.method_names=item-cf,user-cf,content,kg,tag-cf,pop,item-mean,random` (about
 70 seconds).
 
