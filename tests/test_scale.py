@@ -31,7 +31,7 @@ from shortrec_jax.training.restore import load_run
 from shortrec_jax.training.steps import TrainState, make_eval_step, make_train_step
 from shortrec_jax.training.tasks import ClozeTask, CTRTask
 from tests.test_train_bert4rec import small_config as bert4rec_small_config
-from tests.test_train_ctr import ROOT, SMALL
+from tests.test_train_ctr import ROOT, latest_params, run_train
 from tests.test_train_ctr import small_config as ctr_small_config
 
 # (data, model) meshes of the 8 devices; (1, 8) puts every device on "model".
@@ -211,36 +211,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _train(workdir: Path, devices: int, extra: list[str]) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-        "JAX_PLATFORMS": "cpu",
-    }
-    return subprocess.Popen(
-        [sys.executable, "train.py", f"--workdir={workdir}", *SMALL, *extra],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _latest_params(workdir: Path):
-    run = load_run(workdir, which="latest")
-    return run.step, jax.device_get(run.params)
-
-
 def test_two_processes_train_like_one_process_with_the_same_global_batch(tmp_path):
     """Two processes of one CPU device each (gloo over 127.0.0.1) against one process of two
     devices: the same global batches, data shards and dropout streams, so the same model."""
     coordinator = f"--coordinator_address=127.0.0.1:{_free_port()}"
     pair = [
-        _train(tmp_path / "two", 1, [coordinator, "--num_processes=2", f"--process_id={i}"])
+        run_train(tmp_path / "two", [coordinator, "--num_processes=2", f"--process_id={i}"])
         for i in (0, 1)
     ]
-    single = _train(tmp_path / "one", 2, [])
+    single = run_train(tmp_path / "one", [], devices=2)
     outputs = []
     try:
         for proc in (*pair, single):
@@ -253,8 +232,8 @@ def test_two_processes_train_like_one_process_with_the_same_global_batch(tmp_pat
                 proc.communicate()
     for proc, out in zip((*pair, single), outputs, strict=True):
         assert proc.returncode == 0, out[-3000:]
-    step_two, params_two = _latest_params(tmp_path / "two")
-    step_one, params_one = _latest_params(tmp_path / "one")
+    step_two, params_two = latest_params(tmp_path / "two")
+    step_one, params_one = latest_params(tmp_path / "one")
     assert step_two == step_one == 32  # 2 epochs of 16 global batches
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from configs import widedeep_ml100k, xdeepfm_ml100k
-from shortrec_jax.training.checkpoint import Checkpointer, abstract_like
 from shortrec_jax.training.logger import read_jsonl
 from shortrec_jax.training.loop import train_and_evaluate
 from shortrec_jax.training.parallel import Partitioner, pmap_step
+from shortrec_jax.training.restore import load_run
 from shortrec_jax.training.steps import TrainState, make_train_step
 from shortrec_jax.training.tasks import CTRTask, model_config
 
@@ -125,8 +125,13 @@ def test_xdeepfm_step_sharded_equals_pmap_equals_single_device(tmp_path):
     assert max(jax.tree.leaves(moved)) > 0
 
 
-def _run_train(workdir: Path, extra: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+def run_train(workdir: Path, extra: list[str], devices: int = 1) -> subprocess.Popen:
+    """`train.py` on the shrunk config in a subprocess with `devices` simulated CPU devices."""
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "JAX_PLATFORMS": "cpu",
+    }
     return subprocess.Popen(
         [sys.executable, "train.py", f"--workdir={workdir}", *SMALL, *extra],
         cwd=ROOT,
@@ -137,27 +142,19 @@ def _run_train(workdir: Path, extra: list[str]) -> subprocess.Popen:
     )
 
 
-def _final_params(workdir: Path):
-    ckpt = Checkpointer(workdir, keep=2)
-    step = ckpt.latest_step()
-    meta_state = ckpt.manager.item_metadata(step)["state"]
-    part = Partitioner(jax.devices()[:1])
-    abstract = abstract_like(
-        jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), meta_state),
-        part.replicated,
-    )
-    state, _ = ckpt.restore(step, abstract)
-    ckpt.close()
-    return step, jax.device_get(state)
+def latest_params(workdir: Path):
+    """(step, parameters) of the latest checkpoint of a run directory."""
+    run = load_run(workdir, which="latest")
+    return run.step, jax.device_get(run.params)
 
 
 def test_killed_mid_epoch_and_resumed_ends_with_the_same_parameters(tmp_path):
     every = ["--config.checkpoint.every_steps=4", "--config.checkpoint.async_save=False"]
-    straight = _run_train(tmp_path / "straight", every)
+    straight = run_train(tmp_path / "straight", every)
     out, _ = straight.communicate(timeout=300)
     assert straight.returncode == 0, out
 
-    killed = _run_train(tmp_path / "killed", every)
+    killed = run_train(tmp_path / "killed", every)
     ckpt_dir = tmp_path / "killed" / "checkpoints"
     deadline = time.time() + 300
     # Kill as soon as the first mid-epoch checkpoint (step 4 of 16 per epoch) is complete.
@@ -169,13 +166,13 @@ def test_killed_mid_epoch_and_resumed_ends_with_the_same_parameters(tmp_path):
     assert killed.returncode == -signal.SIGKILL
     assert not (tmp_path / "killed" / "results.json").exists()
 
-    resumed = _run_train(tmp_path / "killed", every)
+    resumed = run_train(tmp_path / "killed", every)
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out
-    step_a, state_a = _final_params(tmp_path / "straight")
-    step_b, state_b = _final_params(tmp_path / "killed")
+    step_a, state_a = latest_params(tmp_path / "straight")
+    step_b, state_b = latest_params(tmp_path / "killed")
     assert step_a == step_b
-    jax.tree.map(np.testing.assert_array_equal, state_a["params"], state_b["params"])
+    jax.tree.map(np.testing.assert_array_equal, state_a, state_b)
     a = json.loads((tmp_path / "straight" / "results.json").read_text())
     b = json.loads((tmp_path / "killed" / "results.json").read_text())
     assert a["test"] == b["test"]
