@@ -16,7 +16,7 @@ dropout 0.2, mask proportion 0.2, max length 200). What we changed, and why:
   - Early stopping on validation NDCG@10 with generous patience: BERT4Rec is slow to converge
     and most published reimplementations are under-trained (Petrov and Macdonald 2022).
 
-References (ANCHORS.md, same protocol and data, 2 CPU cores): RecBole 1.2.1 BERT4Rec HR@10
+References (docs/references.md, same protocol and data, 2 CPU cores): RecBole 1.2.1 BERT4Rec HR@10
 0.071 / NDCG@10 0.034 and SASRec 0.106 / 0.052 (both capped at 19 minutes); item-CF with
 recency-weighted history 0.147 / 0.080. The README gives what this config reaches.
 

@@ -8,7 +8,7 @@ rare-item slices and coverage, novelty, diversity and long-tail share of the top
 neighbourhood methods use binary histories and summed similarities, which suit full ranking
 (the study's mean-centred settings rank rare items too high here).
 
-What it should reach (shared/ANCHORS.md, RecBole 1.2.1 on this split protocol): ItemKNN
+What it should reach (docs/references.md, RecBole 1.2.1 on this split protocol): ItemKNN
 P@10 0.1931, Recall@10 0.2470, NDCG@10 0.2834, Hit@10 0.7847; Pop with exact counts P@10
 0.1035. Measured here (seed 2020): item-cf P@10 0.190, NDCG@10 0.277, HR@10 0.768; pop
 P@10 0.100. The issue asks the best method to beat RecBole's ItemKNN.

@@ -8,7 +8,7 @@ sampled by popularity, which runs several times higher and is not comparable wit
 ranking. Also cold-user and rare-item slices and coverage, novelty, diversity, long-tail share.
 The split is the same for every seed; one repeat by default.
 
-What it should reach (shared/ANCHORS.md, this protocol): popularity HR@10 0.086 / NDCG@10
+What it should reach (docs/references.md, this protocol): popularity HR@10 0.086 / NDCG@10
 0.045; item-CF on binary histories 0.108 / 0.056 (measured here: item-cf 0.112 / 0.062, pop
 0.085 / 0.044); RecBole's BERT4Rec after 19 minutes 0.071 / 0.034, with 100 popularity-sampled
 negatives HR@10 0.304 / NDCG@10 0.137. A sequential model that does not clearly beat item-CF

@@ -8,7 +8,7 @@ order ("random", and the exact base rate drawn as a dotted line) is what "over 7
 against. Also reported: cold users (<= 20 training ratings), rarely rated items (outside the
 20% most rated), coverage, novelty, genre diversity and long-tail share of the top 10.
 
-What it should reach (shared/ANCHORS.md, the same protocol): random order P@1/P@5/P@10 about
+What it should reach (docs/references.md, the same protocol): random order P@1/P@5/P@10 about
 0.57; item mean rating 0.79/0.72/0.67; item-based CF 0.82/0.73/0.68. Measured here (baselines,
 seed 2020): item-cf 0.818/0.729/0.677, random 0.567/0.574/0.574. The README has the plot
 and table of the full run; a deep model earns its place only above the item-CF row.

@@ -10,7 +10,7 @@ code, MLP [128, 128, 128], dropout 0.2), so throughput compares one to one; the 
 ours (larger learning rate with warm-up and cosine decay, early stopping), which reaches the
 same accuracy in far fewer epochs.
 
-Reference (ANCHORS.md, same task and split, 2 CPU cores): RecBole 1.2.1 xDeepFM test AUC
+Reference (docs/references.md, same task and split, 2 CPU cores): RecBole 1.2.1 xDeepFM test AUC
 0.7804, LogLoss 0.5617 after 199 s of training. This config should beat that AUC; its
 measured result and time are in the README.
 

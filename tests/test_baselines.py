@@ -430,7 +430,7 @@ def test_item_cf_beats_the_base_rate_on_the_study_protocol(random_split):
     train, test = random_split
     base_rate = study_precision(RandomRanker(seed=0).fit(train), test)
     item_cf = study_precision(ItemCF().fit(train), test)
-    # Measured: random 0.58, item-CF 0.69 (shared/ANCHORS.md: 0.574 and 0.677 over 3 seeds).
+    # Measured: random 0.58, item-CF 0.69 (docs/references.md: 0.574 and 0.677 over 3 seeds).
     assert 0.54 < base_rate < 0.62
     assert item_cf > base_rate + 0.07
 

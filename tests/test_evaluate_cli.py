@@ -63,7 +63,7 @@ def test_paper_run_writes_results_csv_png_markdown_and_restarts(tmp_path: Path):
     item_mean = saved["methods"]["item-mean"]
     assert set(item_mean["repeats"]) == {"2020", "2021"}
     # The study's protocol on ml-100k: item means reach about 0.79 at N = 1, a random order
-    # stays near the base rate of about 0.57 (shared/ANCHORS.md).
+    # stays near the base rate of about 0.57 (docs/references.md).
     assert item_mean["mean"]["precision@1"] == pytest.approx(0.79, abs=0.03)
     assert saved["methods"]["random"]["mean"]["precision@10"] == pytest.approx(0.57, abs=0.03)
     with open(tmp_path / "precision_at_n.csv") as f:

@@ -75,7 +75,7 @@ class ItemMean(Method):
     b_i = sum_u (r_ui - mu) / (damping + n_i) (Koren, TKDD 2010, Sec. 2.1): with few ratings
     the estimate stays near the global mean. On the study's protocol (rank each user's held-out
     items, count those rated >= 4) this alone reaches P@10 of about 0.67 on MovieLens 100K,
-    against 0.57 for a random order (shared/ANCHORS.md): the floor a personalised method must
+    against 0.57 for a random order (docs/references.md): the floor a personalised method must
     beat there.
 
     Attributes:

@@ -356,7 +356,7 @@ def study_precision(
 
     Each user ranks only their own held-out items (C_u of them) and a recommendation is
     accurate when the item is relevant (rated >= 4); a user with fewer than N held-out items
-    is judged on all of them, which is how shared/ANCHORS.md measured its floors. Ties are
+    is judged on all of them, which is how docs/references.md measured its floors. Ties are
     resolved in expectation as in `ranking_metrics`, so a constant scorer gets each user's
     base rate (relevant share of the held-out items) at every N.
 

@@ -955,7 +955,7 @@ def full_ranking_protocol(
     Per seed: `per_user_random_split(dataset, fractions, seed)`; methods are fitted on the
     training part with the validation part (None for a two-way split); `evaluate_full_ranking`.
     With the defaults this is the protocol behind RecBole's ItemKNN and Pop numbers in
-    shared/ANCHORS.md: 80/10/10 within each user, relevant = every test item, and (as RecBole
+    docs/references.md: 80/10/10 within each user, relevant = every test item, and (as RecBole
     does at test time) the user's training and validation items leave the candidates.
 
     Args:
@@ -1079,7 +1079,7 @@ def ctr_protocol(
     """Click-through evaluation: AUC, LogLoss, GAUC on a random split of all ratings.
 
     Per seed: `random_split(dataset, fractions, seed)` (80/10/10, RecBole's CTR protocol in
-    shared/ANCHORS.md); methods are fitted with the validation part; `evaluate_ctr` on the
+    docs/references.md); methods are fitted with the validation part; `evaluate_ctr` on the
     test pairs, label = rating >= threshold.
 
     Returns:
