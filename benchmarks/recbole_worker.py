@@ -2,11 +2,11 @@
 
   <python-with-recbole> benchmarks/recbole_worker.py <atomic-dir> <epochs>
 
-Same task as configs/xdeepfm_ml100k.py and docs/references.md: label = rating >= 4, features user_id,
-item_id, age, gender, occupation, release_year, genres; random 80/10/10 split; embedding 10,
-CIN [100, 100, 100] (RecBole splits it in half), MLP [128, 128, 128], dropout 0.2, batch 2048;
-torch on as many threads as JAX has cores. Prints one JSON line. This file imports only
-RecBole and torch; the project never imports it.
+Same task as configs/xdeepfm_ml100k.py and docs/references.md: label = rating >= 4, features
+user_id, item_id, age, gender, occupation, release_year, genres; random 80/10/10 split;
+embedding 10, CIN [100, 100, 100] (RecBole splits it in half), MLP [128, 128, 128], dropout
+0.2, batch 2048; torch on as many threads as JAX has cores. Prints one JSON line. This file
+imports only RecBole and torch; the project never imports it.
 """
 
 import json
