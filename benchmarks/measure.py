@@ -6,7 +6,7 @@ project's real code path and returns one flat dict of numbers:
 - `train_throughput`: the trainer's step (`Partitioner.compile_train_step` of the task's
   loss), fed by the task's batches through `Partitioner.prefetch_to_devices`, as
   `train_and_evaluate` runs it;
-- `ranking_throughput`: `loop.evaluate_part` over a held-out part: BERT4Rec's next-item scores
+- `ranking_throughput`: `validation.evaluate_part` over a held-out part: BERT4Rec's next-item scores
   over the whole catalogue, ranks, and the metrics on the host;
 - `itemcf_throughput`: item-based CF (NumPy/SciPy on the host) scoring the whole catalogue;
 - `recommend_latency`: `shortrec_jax.pipeline.Recommender.recommend()` per request.
@@ -237,8 +237,8 @@ def ranking_throughput(
     """
     import jax
 
-    from shortrec_jax.training.loop import evaluate_part
     from shortrec_jax.training.steps import make_eval_step
+    from shortrec_jax.training.validation import evaluate_part
 
     task, prepare_s = _prepared(config)
     devices = _partitioner(config, task)
