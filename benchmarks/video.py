@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import git_commit, print_table
-from shortrec_jax.features.video import extract_folder, read_vectors, write_synthetic_video
+from shortrec_jax.features.video.extractor import extract_folder
+from shortrec_jax.features.video.synthetic import write_synthetic_video
+from shortrec_jax.features.video.vectors import read_vectors
 
 
 def main() -> None:
