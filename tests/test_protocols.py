@@ -10,20 +10,22 @@ import pytest
 
 from shortrec_jax.data.dataset import Dataset, Ragged
 from shortrec_jax.data.splits import Split, leave_one_out, random_split, subsample
-from shortrec_jax.evaluation.protocols import (
-    Candidates,
-    ctr_protocol,
+from shortrec_jax.evaluation.candidates import PerUserCandidates
+from shortrec_jax.evaluation.measures import (
     evaluate_ctr,
     evaluate_full_ranking,
     evaluate_held_out,
     evaluate_leave_one_out,
+    sample_negatives,
+)
+from shortrec_jax.evaluation.protocols import (
+    ctr_protocol,
     full_ranking_protocol,
     leave_one_out_protocol,
     paper_protocol,
-    sample_negatives,
     size_protocol,
-    summarise,
 )
+from shortrec_jax.evaluation.repeats import summarise
 from shortrec_jax.evaluation.report import RepeatStore
 from shortrec_jax.interface import Method
 
@@ -151,7 +153,7 @@ def test_constant_scores_give_the_base_rate_at_every_n():
 
 def test_candidates_pad_each_users_items():
     _, _, test = held_out_case()
-    c = Candidates.of(test)
+    c = PerUserCandidates.of(test)
     assert c.users.tolist() == [0, 1]
     assert c.items.tolist() == [[2, 3, 4], [1, 5, 0]]
     assert c.mask.tolist() == [[True, True, True], [True, True, False]]

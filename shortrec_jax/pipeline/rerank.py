@@ -27,7 +27,7 @@ import numpy as np
 
 from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.evaluation.metrics import head_items
-from shortrec_jax.evaluation.protocols import item_feature_matrix
+from shortrec_jax.evaluation.slices import item_feature_matrix
 from shortrec_jax.pipeline.config import RerankConfig
 
 
