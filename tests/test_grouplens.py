@@ -13,13 +13,9 @@ import numpy as np
 import pytest
 
 from shortrec_jax.data import DataError, load
-from shortrec_jax.data.grouplens import (
-    ML100K_GENRES,
-    default_cache_dir,
-    load_grouplens,
-    load_grouplens_release,
-    title_year,
-)
+from shortrec_jax.data.grouplens import load_grouplens
+from shortrec_jax.data.grouplens_release import default_cache_dir, load_grouplens_release
+from shortrec_jax.data.grouplens_side import ML100K_GENRES, title_year
 
 # -- fixtures in the three layouts -------------------------------------------------------------
 

@@ -23,8 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shortrec_jax.data.dataset import DataError, Dataset
-
-GROUPLENS_RELEASES = ("ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-latest", "ml-latest-small")
+from shortrec_jax.data.grouplens_release import GROUPLENS_RELEASES, load_grouplens_release
 
 
 def _bundled(**options: Any) -> Dataset:
@@ -41,8 +40,6 @@ def _synthetic(**options: Any) -> Dataset:
 
 def _release(release: str) -> Callable[..., Dataset]:
     def loader(**options: Any) -> Dataset:
-        from shortrec_jax.data.grouplens import load_grouplens_release
-
         return load_grouplens_release(release, **options)
 
     loader.__name__ = f"load_{release}"

@@ -21,7 +21,7 @@ import numpy as np
 
 from shortrec_jax.data.build import SideBuilder, build_dataset, vocab_lookup
 from shortrec_jax.data.dataset import DataError, Dataset, Ragged
-from shortrec_jax.data.grouplens import NO_GENRE, title_year
+from shortrec_jax.data.grouplens_side import NO_GENRE, title_year
 
 TFDS_EXTRA = 'pip install "shortrec-jax[tfds]"'
 _REQUIRED = ("user_id", "movie_id", "user_rating")
