@@ -28,7 +28,8 @@ def worker(case: str, interactions: int) -> dict:
     import numpy as np
 
     from shortrec_jax.data import load
-    from shortrec_jax.data.features import FeatureEncoder, default_ctr_fields
+    from shortrec_jax.data.features import FeatureEncoder
+    from shortrec_jax.data.fields import default_ctr_fields
     from shortrec_jax.data.splits import random_split
     from shortrec_jax.data.synthetic import synthetic_log
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from shortrec_jax.data import DataError, Dataset, Ragged, load
-from shortrec_jax.data.features import FeatureEncoder, FieldSpec, default_ctr_fields
+from shortrec_jax.data.features import FeatureEncoder
+from shortrec_jax.data.fields import FieldSpec, default_ctr_fields
 from shortrec_jax.data.splits import random_split
 
 # Four users, three items; rows 0-3 train, rows 4-5 test (user u4 and item i3 are cold).

@@ -34,7 +34,8 @@ from shortrec_jax.baselines import BASELINES
 from shortrec_jax.data import DataError, Dataset, Ragged
 from shortrec_jax.data.atomic import load_atomic
 from shortrec_jax.data.delimited import load_delimited
-from shortrec_jax.data.features import FeatureEncoder, FieldSpec
+from shortrec_jax.data.features import FeatureEncoder
+from shortrec_jax.data.fields import FieldSpec
 from shortrec_jax.data.grouplens import load_grouplens
 from shortrec_jax.data.kuairec import load_kuairec
 from shortrec_jax.data.schema import FeatureSpec

@@ -25,7 +25,8 @@ from ml_collections import ConfigDict
 from shortrec_jax.data import DataError
 from shortrec_jax.data.atomic import load_atomic, load_ml100k
 from shortrec_jax.data.delimited import load_delimited
-from shortrec_jax.data.features import FeatureEncoder, FieldSpec
+from shortrec_jax.data.features import FeatureEncoder
+from shortrec_jax.data.fields import FieldSpec
 from shortrec_jax.data.grouplens import load_grouplens
 from shortrec_jax.data.kuairec import load_kuairec
 from shortrec_jax.training.checkpoint import Checkpointer, abstract_like

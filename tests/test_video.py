@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from shortrec_jax.data.dataset import DataError, Dataset
-from shortrec_jax.data.features import FeatureEncoder, FieldSpec
+from shortrec_jax.data.features import FeatureEncoder
+from shortrec_jax.data.fields import FieldSpec
 from shortrec_jax.features.video import extractor
 from shortrec_jax.features.video.cli import main
 from shortrec_jax.features.video.codebook import Codebook

@@ -1,28 +1,12 @@
 """Feature encoding for the CTR models: declared fields -> the fixed-shape batch of `schema.py`.
 
-A feature set is a list of `FieldSpec`s. `FeatureEncoder.fit(train, fields)` learns every
-vocabulary and statistic from the training part only; `encode` and `encode_pairs` then turn
+A feature set is a list of `FieldSpec`s (`fields.py`, which also says what each kind of field
+reads). `FeatureEncoder.fit(train, fields)` learns every vocabulary and statistic from the
+training part only (`fitted_fields.py`); `encode` and `encode_pairs` then turn
 interactions or arbitrary (user, item) pairs into the batch dict of `schema.py`, reading side
 information (ages, genres, years, vectors) from whichever `Dataset` is given. Values are keyed
 by their raw strings, not by index, so an encoder fitted on one load of a source encodes
 another load, or a served catalogue, consistently.
-
-Field kinds:
-  "categorical"  one id per example from a user or item string column, or from the raw user or
-                 item id itself (column "user_id" / "item_id"). Vocabulary: the values of the
-                 users (items) that occur in training, sorted; local id 0 is reserved for a value
-                 training never saw, a missing value ("") and an unknown user or item.
-  "multi_hot"    the ids of an item token column (`Dataset.item_multi_hot[column]`, or column
-                 "item_tags" for `Dataset.item_tags`), padded to L. A token training never saw
-                 is left out (mask 0), as is every token past the first L known ones.
-  "numeric"      an item number (`Dataset.item_numeric[column]`). With `buckets=0` it is
-                 standardised, (x - mean) / std, with the mean and (population) std of the
-                 training interactions, NaN and unknown items giving 0 (the training mean);
-                 with `buckets=B` it is cut at the B-quantiles of the training interactions into
-                 up to B buckets and becomes a categorical field (NaN -> reserved id 0).
-  "dense"        an item vector: `Dataset.item_vectors` (column "item_vectors") or an external
-                 [I, D] array passed to `fit` under the column's name, used as is; unknown items
-                 get zeros.
 
 Ids. Categorical and multi-hot fields share one vocabulary (`FeatureSpec.vocab_size`): each
 field owns the range [offset, offset + size) in declaration order, its first id being the
@@ -45,16 +29,21 @@ from pathlib import Path
 
 import numpy as np
 
-from shortrec_jax.data.dataset import DataError, Dataset, Ragged
+from shortrec_jax.data.dataset import DataError, Dataset
+from shortrec_jax.data.fields import FieldSpec
+from shortrec_jax.data.fitted_fields import (
+    FittedField,
+    categorical_column,
+    categorical_rows,
+    dense_rows,
+    fit_field,
+    multi_hot_rows,
+    numeric_column,
+    ragged_column,
+)
 from shortrec_jax.data.schema import FeatureSpec
 from shortrec_jax.io import write_atomic
 
-KINDS = ("categorical", "multi_hot", "numeric", "dense")
-SIDES = ("user", "item")
-USER_ID = "user_id"
-ITEM_ID = "item_id"
-ITEM_TAGS = "item_tags"
-ITEM_VECTORS = "item_vectors"
 # The study's notion of an accurate recommendation: a rating of 4 or more is a positive.
 DEFAULT_LABEL_THRESHOLD = 4.0
 
@@ -64,260 +53,6 @@ _VERSION = 1
 _CACHE_SIZE = 4
 
 Batch = dict[str, np.ndarray]
-
-
-@dataclasses.dataclass(frozen=True)
-class FieldSpec:
-    """One declared feature.
-
-    Attributes:
-      name: the field's name in `FeatureSpec` and in error messages; unique in a feature set.
-      kind: one of KINDS (see the module docstring).
-      column: the column it reads; "" means `name`. Categorical: "user_id", "item_id", a
-        `Dataset.user_features` or `Dataset.item_categorical` key. Multi-hot: an
-        `item_multi_hot` key or "item_tags". Numeric: an `item_numeric` key. Dense:
-        "item_vectors" or a key of `fit(..., item_arrays=...)`.
-      side: "user" or "item" for a categorical column that both sides have; "" infers it.
-      buckets: numeric only; 0 standardises the value, B >= 2 makes B quantile buckets.
-    """
-
-    name: str
-    kind: str
-    column: str = ""
-    side: str = ""
-    buckets: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            raise DataError(f"a feature field needs a name, got {self}")
-        if self.kind not in KINDS:
-            raise DataError(f"field {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
-        if self.side not in ("", *SIDES):
-            raise DataError(f"field {self.name!r}: side {self.side!r} is not 'user' or 'item'")
-        if self.side and self.kind != "categorical":
-            raise DataError(f"field {self.name!r}: side applies to categorical fields only")
-        if self.buckets and (self.kind != "numeric" or self.buckets < 2):
-            raise DataError(
-                f"field {self.name!r}: buckets={self.buckets} needs kind 'numeric' and >= 2"
-            )
-
-    @property
-    def source(self) -> str:
-        """The column read: `column`, or `name` when `column` is empty."""
-        return self.column or self.name
-
-    @property
-    def is_cat(self) -> bool:
-        """Whether the field is a column of "cat" (categorical, or bucketised numeric)."""
-        return self.kind == "categorical" or (self.kind == "numeric" and self.buckets > 0)
-
-
-def default_ctr_fields(ds: Dataset, *, year_buckets: int = 0) -> list[FieldSpec]:
-    """RecBole's ml-100k CTR features, for MovieLens-like data.
-
-    user_id, item_id, then whichever of age, gender, occupation (user), year (numeric) and
-    genres (multi-hot) the data set has: RecBole's (user_id, item_id, age, gender, occupation,
-    release_year, genres).
-
-    Args:
-      ds: the data set whose columns decide which fields exist.
-      year_buckets: when >= 2, also a bucketised "year_bucket" field with that many buckets.
-    """
-    fields = [FieldSpec(USER_ID, "categorical"), FieldSpec(ITEM_ID, "categorical")]
-    fields += [
-        FieldSpec(c, "categorical", side="user")
-        for c in ("age", "gender", "occupation")
-        if c in ds.user_features
-    ]
-    if "year" in ds.item_numeric:
-        fields.append(FieldSpec("year", "numeric"))
-        if year_buckets:
-            fields.append(FieldSpec("year_bucket", "numeric", column="year", buckets=year_buckets))
-    if "genres" in ds.item_multi_hot:
-        fields.append(FieldSpec("genres", "multi_hot"))
-    return fields
-
-
-# -- reading columns ---------------------------------------------------------------------------
-
-
-def _categorical_column(ds: Dataset, f: FieldSpec, side: str = "") -> tuple[str, np.ndarray]:
-    """(side, [U] or [I] str values) of a categorical field in `ds`.
-
-    `side` (or else `f.side`) restricts the search to one side; "" searches both.
-    """
-    col, want = f.source, side or f.side
-    if col == USER_ID and want in ("", "user"):
-        return "user", ds.user_ids
-    if col == ITEM_ID and want in ("", "item"):
-        return "item", ds.item_ids
-    found = [
-        (s, table[col])
-        for s, table in (("user", ds.user_features), ("item", ds.item_categorical))
-        if col in table and want in ("", s)
-    ]
-    if len(found) == 1:
-        return found[0]
-    if found:
-        raise DataError(
-            f"field {f.name!r}: column {col!r} is both a user and an item column of "
-            f"{ds.name!r}; set side='user' or side='item'"
-        )
-    raise DataError(
-        f"field {f.name!r}: {ds.name!r} has no categorical column {col!r}; user columns "
-        f"{sorted(ds.user_features)}, item columns {sorted(ds.item_categorical)}, or "
-        f"{USER_ID!r} / {ITEM_ID!r}"
-    )
-
-
-def _ragged_column(ds: Dataset, f: FieldSpec) -> Ragged:
-    if f.source == ITEM_TAGS and ds.item_tags is not None:
-        return ds.item_tags
-    if f.source in ds.item_multi_hot:
-        return ds.item_multi_hot[f.source]
-    raise DataError(
-        f"field {f.name!r}: {ds.name!r} has no multi-hot item column {f.source!r}; it has "
-        f"{sorted(ds.item_multi_hot)}" + (f" and {ITEM_TAGS!r}" if ds.item_tags is not None else "")
-    )
-
-
-def _numeric_column(ds: Dataset, f: FieldSpec) -> np.ndarray:
-    if f.source not in ds.item_numeric:
-        raise DataError(
-            f"field {f.name!r}: {ds.name!r} has no numeric item column {f.source!r}; it has "
-            f"{sorted(ds.item_numeric)}"
-        )
-    return ds.item_numeric[f.source]
-
-
-def _lookup(vocab: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Local ids of `values` in a sorted vocabulary: 1 + position, 0 when absent.
-
-    Args:
-      vocab: [V] sorted str.
-      values: [n] str.
-
-    Returns:
-      [n] int64 in [0, V].
-    """
-    if vocab.size == 0:
-        return np.zeros(values.shape, dtype=np.int64)
-    pos = np.searchsorted(vocab, values)
-    hit = vocab[np.minimum(pos, vocab.size - 1)] == values
-    return np.where(hit, pos + 1, 0)
-
-
-def _vocabulary(values: np.ndarray) -> np.ndarray:
-    """Sorted distinct non-missing values: [V] str ("" is missing, never a vocabulary entry)."""
-    vocab = np.unique(values.astype(np.str_))
-    return vocab[vocab != ""]
-
-
-# -- the fitted state of one field -------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class _Field:
-    """What `fit` learned about one field; arrays go to the .npz, the rest to the JSON."""
-
-    spec: FieldSpec
-    side: str = "item"  # "user" for a user-side categorical field
-    offset: int = 0  # first id in the shared vocabulary (categorical, multi-hot, buckets)
-    size: int = 0  # ids owned, the reserved id 0 included
-    vocab: np.ndarray | None = None  # [V] sorted str, local ids 1..V
-    multi_len: int = 0  # the longest item row at fit time (multi-hot)
-    mean: float = 0.0  # numeric standardisation
-    std: float = 1.0
-    edges: np.ndarray | None = None  # [E] float64 bucket edges (bucketised numeric)
-    dim: int = 0  # dense width
-    dense_ids: np.ndarray | None = None  # [I'] str raw item ids of an external dense array
-    dense_values: np.ndarray | None = None  # [I', D] float32 external dense array
-
-    _ARRAYS = ("vocab", "edges", "dense_ids", "dense_values")
-
-    def meta(self) -> dict:
-        return {
-            "spec": dataclasses.asdict(self.spec),
-            "side": self.side,
-            "offset": self.offset,
-            "size": self.size,
-            "multi_len": self.multi_len,
-            "mean": self.mean,
-            "std": self.std,
-            "dim": self.dim,
-        }
-
-    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        return {
-            f"{prefix}{k}": getattr(self, k) for k in self._ARRAYS if getattr(self, k) is not None
-        }
-
-    @classmethod
-    def from_saved(cls, meta: dict, arrays: dict[str, np.ndarray], prefix: str) -> _Field:
-        kwargs = {k: meta[k] for k in ("side", "offset", "size", "multi_len", "mean", "std", "dim")}
-        kwargs.update({k: arrays[f"{prefix}{k}"] for k in cls._ARRAYS if f"{prefix}{k}" in arrays})
-        return cls(spec=FieldSpec(**meta["spec"]), **kwargs)
-
-
-def _fit_field(
-    train: Dataset,
-    f: FieldSpec,
-    item_arrays: dict[str, np.ndarray],
-    seen_users: np.ndarray,
-    seen_items: np.ndarray,
-) -> _Field:
-    """Learns one field's vocabulary or statistics from the training interactions.
-
-    Args:
-      seen_users, seen_items: [U'] and [I'] int, the distinct users and items of `train`.
-    """
-    if f.kind == "categorical":
-        side, values = _categorical_column(train, f)
-        vocab = _vocabulary(values[seen_users if side == "user" else seen_items])
-        return _Field(f, side=side, size=vocab.size + 1, vocab=vocab)
-    if f.kind == "multi_hot":
-        rag = _ragged_column(train, f)
-        in_train = np.zeros(train.num_items, dtype=bool)
-        in_train[seen_items] = True
-        vocab = _vocabulary(rag.values[in_train[rag.row_ids()]])
-        longest = int(rag.lengths().max(initial=0))
-        return _Field(f, size=vocab.size + 1, vocab=vocab, multi_len=longest)
-    if f.kind == "numeric":
-        # Statistics of the training examples, so that the model's inputs are standardised
-        # over what it trains on (an item counts once per interaction).
-        x = _numeric_column(train, f)[train.items].astype(np.float64)
-        x = x[~np.isnan(x)]
-        if f.buckets:
-            qs = np.linspace(0.0, 1.0, f.buckets + 1)[1:-1]
-            edges = np.unique(np.quantile(x, qs)) if x.size else np.zeros(0)
-            return _Field(f, size=edges.size + 2, edges=edges)
-        mean = float(x.mean()) if x.size else 0.0
-        std = float(x.std()) if x.size else 0.0
-        return _Field(f, mean=mean, std=std if std > 0 else 1.0)
-    if f.source == ITEM_VECTORS:
-        if train.item_vectors is None:
-            raise DataError(f"field {f.name!r}: {train.name!r} has no item_vectors")
-        return _Field(f, dim=int(train.item_vectors.shape[1]))
-    if f.source not in item_arrays:
-        raise DataError(
-            f"field {f.name!r}: dense column {f.source!r} is neither {ITEM_VECTORS!r} nor a key "
-            f"of item_arrays {sorted(item_arrays)}"
-        )
-    values = np.asarray(item_arrays[f.source])
-    if values.ndim != 2 or values.shape[0] != train.num_items or not np.all(np.isfinite(values)):
-        raise DataError(
-            f"field {f.name!r}: item_arrays[{f.source!r}] must be a finite [I={train.num_items}, "
-            f"D] array, got shape {values.shape}"
-        )
-    return _Field(
-        f,
-        dim=int(values.shape[1]),
-        dense_ids=train.item_ids.astype(np.str_),
-        dense_values=values.astype(np.float32),
-    )
-
-
-# -- side-information tables -------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,50 +74,13 @@ class _Tables:
     dense: np.ndarray
 
 
-def _multi_hot_rows(
-    fld: _Field, rag: Ragged, num_items: int, length: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """[I, L] int32 global ids and [I, L] float32 mask of one multi-hot field."""
-    local = _lookup(fld.vocab, rag.values)
-    known = local > 0
-    rows = rag.row_ids()[known]  # non-decreasing
-    counts = np.bincount(rows, minlength=num_items)
-    slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    keep = slot < length  # the first L known tokens of each row
-    ids = np.full((num_items, length), fld.offset, dtype=np.int32)
-    mask = np.zeros((num_items, length), dtype=np.float32)
-    ids[rows[keep], slot[keep]] = fld.offset + local[known][keep]
-    mask[rows[keep], slot[keep]] = 1.0
-    return ids, mask
-
-
-def _dense_rows(fld: _Field, ds: Dataset) -> np.ndarray:
-    """[I, D] float32 vectors of one dense field for the items of `ds`; zeros where unknown."""
-    if fld.spec.source == ITEM_VECTORS:
-        vec = ds.item_vectors
-        if vec is None or vec.shape[1] != fld.dim:
-            got = "none" if vec is None else f"{vec.shape[1]}-d"
-            raise DataError(
-                f"field {fld.spec.name!r}: {ds.name!r} must have {fld.dim}-d item_vectors, "
-                f"got {got}"
-            )
-        return vec.astype(np.float32)
-    order = np.argsort(fld.dense_ids, kind="stable")
-    local = _lookup(fld.dense_ids[order], ds.item_ids.astype(np.str_))
-    table = np.concatenate([np.zeros((1, fld.dim), np.float32), fld.dense_values[order]])
-    return table[local]
-
-
-# -- the encoder -------------------------------------------------------------------------------
-
-
 class FeatureEncoder:
     """Encodes interactions and (user, item) pairs into CTR batches (see `schema.py`).
 
     Build with `FeatureEncoder.fit` or `FeatureEncoder.load`; `spec` tells the model its sizes.
     """
 
-    def __init__(self, fields: Sequence[_Field]) -> None:
+    def __init__(self, fields: Sequence[FittedField]) -> None:
         """Internal: use `fit` or `load`."""
         self._fields = list(fields)
         self._groups = self._by_group()
@@ -427,7 +125,7 @@ class FeatureEncoder:
         seen_users = np.unique(train.users)
         seen_items = np.unique(train.items)
         fitted = [
-            _fit_field(train, f, dict(item_arrays or {}), seen_users, seen_items) for f in fields
+            fit_field(train, f, dict(item_arrays or {}), seen_users, seen_items) for f in fields
         ]
         offset = 0
         for fld in fitted:
@@ -478,14 +176,14 @@ class FeatureEncoder:
             raise DataError(f"field {name!r} is not a standardised numeric field")
         return fld.mean, fld.std
 
-    def _field(self, name: str) -> _Field:
+    def _field(self, name: str) -> FittedField:
         for fld in self._fields:
             if fld.spec.name == name:
                 return fld
         raise DataError(f"unknown feature field {name!r}; fields are {[*self.fields]}")
 
-    def _by_group(self) -> dict[str, list[_Field]]:
-        groups: dict[str, list[_Field]] = {"cat": [], "multi": [], "num": [], "dense": []}
+    def _by_group(self) -> dict[str, list[FittedField]]:
+        groups: dict[str, list[FittedField]] = {"cat": [], "multi": [], "num": [], "dense": []}
         for fld in self._fields:
             s = fld.spec
             if s.is_cat:
@@ -576,11 +274,11 @@ class FeatureEncoder:
         for fld in self._fields:
             s = fld.spec
             if s.kind == "categorical":
-                sources.append(_categorical_column(ds, s, fld.side)[1])
+                sources.append(categorical_column(ds, s, fld.side)[1])
             elif s.kind == "multi_hot":
-                sources.append(_ragged_column(ds, s))
+                sources.append(ragged_column(ds, s))
             elif s.kind == "numeric":
-                sources.append(_numeric_column(ds, s))
+                sources.append(numeric_column(ds, s))
             else:
                 sources.append(ds.item_vectors)
         key = tuple(id(x) for x in sources)
@@ -599,28 +297,20 @@ class FeatureEncoder:
         nu, ni, length = ds.num_users, ds.num_items, self._multi_len
         user_cols, item_cols = [], []
         for fld in groups["cat"]:
-            s = fld.spec
-            if s.kind == "numeric":
-                x = _numeric_column(ds, s).astype(np.float64)
-                local = np.searchsorted(fld.edges, x, side="right") + 1
-                ids = np.where(np.isnan(x), 0, local)
-            else:
-                ids = _lookup(fld.vocab, _categorical_column(ds, s, fld.side)[1].astype(np.str_))
             cols = user_cols if fld.side == "user" else item_cols
-            # The last row is the unknown user or item: the field's reserved id.
-            cols.append(np.r_[fld.offset + ids, fld.offset].astype(np.int32))
+            cols.append(categorical_rows(fld, ds))
         multi = np.zeros((ni + 1, len(groups["multi"]), length), dtype=np.int32)
         mask = np.zeros((ni + 1, len(groups["multi"]), length), dtype=np.float32)
         for k, fld in enumerate(groups["multi"]):
             multi[:, k, :] = fld.offset
-            multi[:ni, k, :], mask[:ni, k, :] = _multi_hot_rows(
-                fld, _ragged_column(ds, fld.spec), ni, length
+            multi[:ni, k, :], mask[:ni, k, :] = multi_hot_rows(
+                fld, ragged_column(ds, fld.spec), ni, length
             )
         num = np.zeros((ni + 1, len(groups["num"])), dtype=np.float32)
         for k, fld in enumerate(groups["num"]):
-            z = (_numeric_column(ds, fld.spec).astype(np.float64) - fld.mean) / fld.std
+            z = (numeric_column(ds, fld.spec).astype(np.float64) - fld.mean) / fld.std
             num[:ni, k] = np.nan_to_num(z, nan=0.0)
-        dense_parts = [_dense_rows(fld, ds) for fld in groups["dense"]]
+        dense_parts = [dense_rows(fld, ds) for fld in groups["dense"]]
         dense = np.zeros((ni + 1, sum(fld.dim for fld in groups["dense"])), dtype=np.float32)
         if dense_parts:
             dense[:ni] = np.concatenate(dense_parts, axis=1)
@@ -683,7 +373,9 @@ class FeatureEncoder:
         try:
             with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
-            fields = [_Field.from_saved(m, arrays, f"f{k}_") for k, m in enumerate(meta["fields"])]
+            fields = [
+                FittedField.from_saved(m, arrays, f"f{k}_") for k, m in enumerate(meta["fields"])
+            ]
         except (KeyError, TypeError, ValueError, OSError) as e:
             raise DataError(f"{path}: malformed feature encoder ({e!r})") from None
         return cls(fields)

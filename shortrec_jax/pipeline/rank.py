@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from shortrec_jax.data.dataset import Dataset
-from shortrec_jax.data.features import USER_ID
+from shortrec_jax.data.fields import USER_ID
 from shortrec_jax.training.restore import TrainedRun
 
 

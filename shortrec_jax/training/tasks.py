@@ -20,7 +20,8 @@ from ml_collections import ConfigDict
 
 from shortrec_jax.data import Dataset, load
 from shortrec_jax.data.batching import batches, num_batches
-from shortrec_jax.data.features import FeatureEncoder, FieldSpec
+from shortrec_jax.data.features import FeatureEncoder
+from shortrec_jax.data.fields import FieldSpec
 from shortrec_jax.data.sequences import SequenceData, cloze_mask, cloze_rng, history_as_of
 from shortrec_jax.data.splits import SPLITS, Split, subsample
 from shortrec_jax.evaluation.metrics import auc, logloss, rank_metrics_from_ranks
