@@ -21,7 +21,7 @@ from shortrec_jax.baselines import (
     similarity,
     train_transe,
 )
-from shortrec_jax.baselines.features import item_kg_edges
+from shortrec_jax.baselines.item_tokens import item_kg_edges
 from shortrec_jax.baselines.similarity import SimilarityTable, cosine_blocks, item_knn_sums
 from shortrec_jax.data import Dataset, Ragged, load
 from shortrec_jax.data.build import build_dataset

@@ -29,7 +29,7 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from shortrec_jax.baselines.features import TOKEN_SOURCES, item_token_counts, tf_idf
+from shortrec_jax.baselines.item_tokens import TOKEN_SOURCES, item_token_counts, tf_idf
 from shortrec_jax.baselines.similarity import (
     Baseline,
     BlockFn,
@@ -38,9 +38,9 @@ from shortrec_jax.baselines.similarity import (
     binary_matrix,
     centre_rows,
     cosine_blocks,
+    csr_rows_padded,
     item_knn_sums,
     l2_normalize_rows,
-    padded_rows,
     rating_matrix,
     user_knn_sums,
 )
@@ -179,7 +179,7 @@ class ItemCF(_NeighbourhoodCF):
                 weighted = np.take_along_axis(weighted, items, axis=1)
                 weights = np.take_along_axis(weights, items, axis=1)
             return self._finish(users, items, weighted, weights)
-        history, history_values = padded_rows(self._contrib, users)
+        history, history_values = csr_rows_padded(self._contrib, users)
         lengths = np.diff(self._contrib.indptr)[users]
         shape = (users.size, num_items if items is None else items.shape[1])
         weighted = np.zeros(shape, dtype=np.float32)

@@ -19,7 +19,7 @@ import scipy.optimize
 import scipy.sparse as sp
 
 from shortrec_jax.baselines.cosine_cf import ItemCF
-from shortrec_jax.baselines.features import item_kg_edges
+from shortrec_jax.baselines.item_tokens import item_kg_edges
 from shortrec_jax.baselines.similarity import BlockFn, cosine_blocks
 from shortrec_jax.data.dataset import Dataset
 

@@ -404,7 +404,7 @@ def ragged_arange(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return np.arange(lengths.sum(), dtype=np.int64) + offsets
 
 
-def padded_rows(matrix: sp.csr_array, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def csr_rows_padded(matrix: sp.csr_array, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The stored entries of the given rows, left-aligned and padded.
 
     Args:

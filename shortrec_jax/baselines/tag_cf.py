@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from shortrec_jax.baselines.features import TOKEN_SOURCES, item_token_counts, tf_idf
+from shortrec_jax.baselines.item_tokens import TOKEN_SOURCES, item_token_counts, tf_idf
 from shortrec_jax.baselines.similarity import batches_by_cost, binary_matrix, rating_matrix
 from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.interface import Method

@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from shortrec_jax.baselines import ItemCF
-from shortrec_jax.baselines.features import item_token_counts, tf_idf
+from shortrec_jax.baselines.item_tokens import item_token_counts, tf_idf
 from shortrec_jax.baselines.similarity import l2_normalize_rows
 from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.sequences import eval_inputs
