@@ -75,6 +75,7 @@ from shortrec_jax.evaluation.repeats import (
     ProtocolOptions,
     RepeatLoop,
     Store,
+    run_repeats,
     summarise,
 )
 from shortrec_jax.evaluation.slices import Numbers, slice_options
@@ -147,19 +148,20 @@ def paper_protocol(
         workdir=workdir,
         progress=progress,
     )
-    repeats = RepeatLoop.start(options, make_method, dataset, methods, seeds)
 
     def evaluate(method: Method, split: Split, train: Dataset, seed: int) -> Numbers:
-        return evaluate_held_out(
-            method, train, split.test, batch_size=options.batch_size, **options.measure
-        )
+        return evaluate_held_out(method, train, split.test, **options.measure_args)
 
-    results = repeats.run(
+    return run_repeats(
+        options,
+        make_method,
+        dataset,
+        methods,
+        seeds,
         prepare=lambda seed: random_split(dataset, fractions, seed=seed),
         fit_parts=lambda split, seed, fraction: (split.train, None),
         evaluate=evaluate,
     )
-    return repeats.summarised_output(dataset, results)
 
 
 def size_protocol(
@@ -210,9 +212,7 @@ def size_protocol(
     repeats = RepeatLoop.start(options, make_method, dataset, methods, seeds)
 
     def evaluate(method: Method, split: Split, train: Dataset, seed: int) -> Numbers:
-        return evaluate_held_out(
-            method, train, split.test, batch_size=options.batch_size, **options.measure
-        )
+        return evaluate_held_out(method, train, split.test, **options.measure_args)
 
     results = repeats.run(
         prepare=lambda seed: random_split(dataset, fractions, seed=seed),
@@ -279,19 +279,20 @@ def full_ranking_protocol(
         workdir=workdir,
         progress=progress,
     )
-    repeats = RepeatLoop.start(options, make_method, dataset, methods, seeds)
 
     def evaluate(method: Method, split: Split, train: Dataset, seed: int) -> Numbers:
-        return evaluate_full_ranking(
-            method, split, batch_size=options.batch_size, **options.measure
-        )
+        return evaluate_full_ranking(method, split, **options.measure_args)
 
-    results = repeats.run(
+    return run_repeats(
+        options,
+        make_method,
+        dataset,
+        methods,
+        seeds,
         prepare=lambda seed: per_user_random_split(dataset, fractions, seed=seed),
         fit_parts=lambda split, seed, fraction: (split.train, split.valid),
         evaluate=evaluate,
     )
-    return repeats.summarised_output(dataset, results)
 
 
 def leave_one_out_protocol(
@@ -350,19 +351,20 @@ def leave_one_out_protocol(
         workdir=workdir,
         progress=progress,
     )
-    repeats = RepeatLoop.start(options, make_method, dataset, methods, seeds)
 
     def evaluate(method: Method, split: Split, train: Dataset, seed: int) -> Numbers:
-        return evaluate_leave_one_out(
-            method, split, seed=seed, batch_size=options.batch_size, **options.measure
-        )
+        return evaluate_leave_one_out(method, split, seed=seed, **options.measure_args)
 
-    results = repeats.run(
+    return run_repeats(
+        options,
+        make_method,
+        dataset,
+        methods,
+        seeds,
         prepare=lambda seed: leave_one_out(dataset, with_valid=True),
         fit_parts=lambda split, seed, fraction: (split.train, split.valid),
         evaluate=evaluate,
     )
-    return repeats.summarised_output(dataset, results)
 
 
 def ctr_protocol(
@@ -403,17 +405,20 @@ def ctr_protocol(
         workdir=workdir,
         progress=progress,
     )
-    repeats = RepeatLoop.start(options, make_method, dataset, methods, seeds)
 
     def evaluate(method: Method, split: Split, train: Dataset, seed: int) -> Numbers:
-        return evaluate_ctr(method, split, batch_size=options.batch_size, **options.measure)
+        return evaluate_ctr(method, split, **options.measure_args)
 
-    results = repeats.run(
+    return run_repeats(
+        options,
+        make_method,
+        dataset,
+        methods,
+        seeds,
         prepare=lambda seed: random_split(dataset, fractions, seed=seed),
         fit_parts=lambda split, seed, fraction: (split.train, split.valid),
         evaluate=evaluate,
     )
-    return repeats.summarised_output(dataset, results)
 
 
 # Protocols by the name an evaluate config uses (config.protocol.name).

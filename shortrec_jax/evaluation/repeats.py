@@ -121,6 +121,11 @@ class ProtocolOptions:
         """The options a result depends on: reported under "options" and fingerprinted."""
         return {**self.split, **self.measure}
 
+    @property
+    def measure_args(self) -> dict[str, Any]:
+        """The keyword arguments of the measure: its options and the batch size."""
+        return {**self.measure, "batch_size": self.batch_size}
+
 
 @dataclasses.dataclass(frozen=True)
 class RepeatLoop:
@@ -258,8 +263,20 @@ class RepeatLoop:
             "methods": {name: dict(by) for name, by in summaries.items()},
         }
 
-    def summarised_output(
-        self, dataset: Dataset, results: Mapping[str, Mapping[float | None, Mapping[str, Numbers]]]
-    ) -> dict:
-        """`output` with `summarise` of each method's repeats (one fraction, None)."""
-        return self.output(dataset, {name: summarise(r[None]) for name, r in results.items()})
+
+def run_repeats(
+    options: ProtocolOptions,
+    make_method: MethodFactory,
+    dataset: Dataset,
+    methods: Mapping[str, Mapping[str, Any]],
+    seeds: Sequence[int],
+    *,
+    prepare: Callable[[int], Any],
+    fit_parts: Callable[[Any, int, float | None], tuple[Dataset, Dataset | None]],
+    evaluate: Callable[[Method, Any, Dataset, int], Numbers],
+) -> dict[str, Any]:
+    """Runs (or restores) every repeat of a protocol without training fractions and returns
+    its result, each method's repeats summarised (see `RepeatLoop.run` for the arguments)."""
+    repeats = RepeatLoop.start(options, make_method, dataset, methods, seeds)
+    results = repeats.run(prepare=prepare, fit_parts=fit_parts, evaluate=evaluate)
+    return repeats.output(dataset, {name: summarise(r[None]) for name, r in results.items()})
