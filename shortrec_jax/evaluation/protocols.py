@@ -14,19 +14,10 @@ hyperparameters), the seeds and its options, and returns plain dicts of numbers:
                            catalogue, and optionally against sampled negatives (BERT4Rec paper).
   `ctr_protocol`           AUC, LogLoss and per-user AUC on labelled pairs of a random split.
 
-Every ranking protocol also reports, per repeat:
-  beyond accuracy  on each user's top-K list (K in `beyond_ks`): catalogue coverage, novelty,
-                   intra-list diversity of `diversity_feature` vectors (genres), long-tail share
-                   (see `metrics.py`); keys "coverage@K", "novelty@K", "diversity@K",
-                   "long_tail@K". The lists break ties with `interface.top_k` (lower column
-                   first); the accuracy metrics resolve ties in expectation instead.
-  cold users       the accuracy metrics over users with at most `cold_user_max_ratings`
-                   training interactions; keys "cold_users/<metric>".
-  rare items       the long tail: items outside the popular head, i.e. outside the
-                   `head_fraction` (20%) of the catalogue with the most training interactions
-                   (`metrics.head_items`, the same split as the long-tail share). Keys
-                   "rare_items/<metric>"; what is measured depends on the protocol (see each).
-  counts           "users" evaluated, and "<slice>/users" per slice.
+Every ranking protocol also reports, per repeat, beyond-accuracy metrics on each user's
+top-K list and the accuracy metrics over two slices, cold users and rare items (see
+`slices.py`; what the rare-items slice measures depends on the protocol, see each), and the
+counts: "users" evaluated, and "<slice>/users" per slice.
 
 Results. A protocol returns {"protocol", "options", "seeds", "dataset", "methods"}, where
 methods[name] = {"mean": {metric: value}, "std": {metric: value}, "repeats": {seed: {metric:

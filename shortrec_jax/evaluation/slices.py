@@ -4,12 +4,14 @@ means they report.
   beyond accuracy  on each user's top-K list (K in `beyond_ks`): catalogue coverage, novelty,
                    intra-list diversity of `diversity_feature` vectors (genres), long-tail share
                    (see `metrics.py`); keys "coverage@K", "novelty@K", "diversity@K",
-                   "long_tail@K".
+                   "long_tail@K". The lists break ties with `interface.top_k` (lower column
+                   first); the accuracy metrics resolve ties in expectation instead.
   cold users       the accuracy metrics over users with at most `cold_user_max_ratings`
                    training interactions; keys "cold_users/<metric>".
   rare items       the long tail: items outside the popular head, i.e. outside the
                    `head_fraction` (20%) of the catalogue with the most training interactions
-                   (`metrics.head_items`); keys "rare_items/<metric>".
+                   (`metrics.head_items`, the same split as the long-tail share); keys
+                   "rare_items/<metric>".
 """
 
 from __future__ import annotations
