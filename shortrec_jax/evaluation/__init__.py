@@ -4,7 +4,8 @@ size), and the run folder with curves, plots and tables that `evaluate.py` write
 `run(config, workdir)` is the entry point of `evaluate.py`.
 """
 
-from shortrec_jax.evaluation.protocols import PROTOCOLS, MethodFactory
+from shortrec_jax.evaluation.protocols import PROTOCOLS
+from shortrec_jax.evaluation.repeats import MethodFactory
 from shortrec_jax.evaluation.runner import run
 
 __all__ = ["PROTOCOLS", "MethodFactory", "run"]

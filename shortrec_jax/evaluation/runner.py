@@ -26,7 +26,8 @@ from typing import Any
 
 from ml_collections import ConfigDict
 
-from shortrec_jax.evaluation.protocols import PROTOCOLS, MethodFactory
+from shortrec_jax.evaluation.protocols import PROTOCOLS
+from shortrec_jax.evaluation.repeats import MethodFactory
 from shortrec_jax.evaluation.report import RepeatStore, write_report
 
 # Arguments every protocol gets from `run` itself rather than from config.protocol.
