@@ -27,6 +27,8 @@ three seeds, and training stops `early_stopping_patience` epochs later):
 
 from ml_collections import ConfigDict
 
+from shortrec_jax.data.side_files import side_file_config
+
 
 def get_config() -> ConfigDict:
     config = ConfigDict()
@@ -36,6 +38,9 @@ def get_config() -> ConfigDict:
     config.data = ConfigDict()
     config.data.source = "ml-100k"
     config.data.source_options = ConfigDict()
+    # Item and user metadata files joined by id (shortrec_jax/data/side_files.py); path "" = none.
+    config.data.item_side = side_file_config()
+    config.data.user_side = side_file_config()
     config.data.subsample = 1.0
     # Leave-one-out by time: last item test, second to last validation.
     config.data.split = "leave_one_out"

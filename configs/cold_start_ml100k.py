@@ -20,6 +20,8 @@ Launch:
 
 from ml_collections import ConfigDict
 
+from shortrec_jax.data.side_files import side_file_config
+
 
 def get_config() -> ConfigDict:
     config = ConfigDict()
@@ -29,6 +31,9 @@ def get_config() -> ConfigDict:
     config.data = ConfigDict()
     config.data.source = "ml-100k"
     config.data.source_options = ConfigDict()
+    # Item and user metadata files joined by id (shortrec_jax/data/side_files.py); path "" = none.
+    config.data.item_side = side_file_config()
+    config.data.user_side = side_file_config()
     # Use this seeded fraction of the interactions (1.0 = all; smaller for quick runs).
     config.data.subsample = 1.0
     # Share of the items held out of training entirely.

@@ -25,6 +25,8 @@ Launch (about a minute on 2 CPU cores):
 
 from ml_collections import ConfigDict
 
+from shortrec_jax.data.side_files import side_file_config
+
 
 def get_config() -> ConfigDict:
     config = ConfigDict()
@@ -44,15 +46,25 @@ def get_config() -> ConfigDict:
     config.data.fractions = (0.8, 0.1, 0.1)
     # A rating at or above this is a positive (the study's "accurate" recommendation).
     config.data.label_threshold = 4.0
-    # User fields (categorical columns of the data set), besides the user id itself.
-    config.data.user_fields = ("age", "gender", "occupation")
-    # Item categorical / multi-hot / numeric fields, besides the item id itself.
-    config.data.item_categorical = ()
-    config.data.item_multi_hot = ("genres",)
-    config.data.item_numeric = ("year",)
+    # User fields (categorical columns of the data set), besides the user id itself. "auto" =
+    # what the data set has (shortrec_jax/data/auto_fields.py; on ml-100k RecBole's age,
+    # gender, occupation); or name them, e.g. --config.data.user_fields=age,gender; none = no
+    # user fields. The resolved list is printed and saved as fields.json in the run directory.
+    config.data.user_fields = ("auto",)
+    # Item categorical / multi-hot / numeric fields, besides the item id itself ("auto" on
+    # ml-100k: genres and year).
+    config.data.item_categorical = ("auto",)
+    config.data.item_multi_hot = ("auto",)
+    config.data.item_numeric = ("auto",)
     # Item dense vector fields, e.g. ("item_vectors",) for the 128-d SIFT keyframe vectors of
-    # shortrec_jax.features.video (the study's Fig. 3); each is projected to embed_dim.
+    # shortrec_jax.features.video (the study's Fig. 3) or a side file's dense column; each is
+    # projected to embed_dim. Off by default ("auto" takes the data set's vectors).
     config.data.item_dense = ()
+    # Video (item) and user metadata files joined by id (shortrec_jax/data/side_files.py), e.g.
+    # --config.data.item_side.path=videos.csv --config.data.item_side.id_column=video_id
+    # --config.data.item_side.columns=duration:numeric,category:categorical; path "" = none.
+    config.data.item_side = side_file_config()
+    config.data.user_side = side_file_config()
     # Numeric fields cut into this many quantile buckets (0 = standardised value instead).
     config.data.numeric_buckets = 0
 

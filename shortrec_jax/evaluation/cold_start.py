@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 from ml_collections import ConfigDict
 
-from shortrec_jax.data import Dataset, load
+from shortrec_jax.data import Dataset
+from shortrec_jax.data.side_files import load_configured
 from shortrec_jax.data.splits import subsample
 from shortrec_jax.evaluation.deep import CTRMethod
 from shortrec_jax.evaluation.metrics import auc, gauc
@@ -76,7 +77,7 @@ def run(config: ConfigDict, workdir: str | Path) -> dict[str, Any]:
     """Runs every (seed, variant) and writes `results.json` and `results.md` to `workdir`."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    ds = load(config.data.source, **config.data.source_options.to_dict())
+    ds = load_configured(config.data)
     if config.data.subsample < 1.0:
         ds = subsample(ds, config.data.subsample, seed=config.seed)
     vectors = content_vectors(ds, parts=tuple(config.content.parts), seed=config.seed)

@@ -89,7 +89,7 @@ def run(
     Returns:
       The protocol's results (see `protocols`), with "files": the paths written.
     """
-    from shortrec_jax.data import load
+    from shortrec_jax.data.side_files import load_configured
 
     if make_method is None:
         from shortrec_jax.evaluation.registry import make_method
@@ -99,7 +99,7 @@ def run(
     if config.repeats < 1:
         raise ValueError(f"config.repeats must be >= 1, got {config.repeats}")
     seeds = [config.seed + r for r in range(config.repeats)]
-    dataset = load(config.data.source, **config.data.source_options.to_dict())
+    dataset = load_configured(config.data)
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results = PROTOCOLS[protocol](

@@ -172,10 +172,9 @@ class Recommender:
         """
         ranker_run = load_run(workdir)
         if data is None:
-            from shortrec_jax.data import load
+            from shortrec_jax.data.side_files import load_configured
 
-            source = ranker_run.config.data
-            data = load(source.source, **source.source_options.to_dict())
+            data = load_configured(ranker_run.config.data)
         sequence_run = None if sequence_workdir is None else load_run(sequence_workdir)
         return cls(data, config, ranker_run=ranker_run, sequence_run=sequence_run)
 

@@ -18,11 +18,12 @@ import numpy as np
 import optax
 from ml_collections import ConfigDict
 
-from shortrec_jax.data import Dataset, load
+from shortrec_jax.data import Dataset
+from shortrec_jax.data.auto_fields import record_fields, resolve_ctr_fields
 from shortrec_jax.data.batching import batches, num_batches
 from shortrec_jax.data.features import FeatureEncoder
-from shortrec_jax.data.fields import FieldSpec
 from shortrec_jax.data.sequences import SequenceData, cloze_mask, cloze_rng, history_as_of
+from shortrec_jax.data.side_files import load_configured
 from shortrec_jax.data.splits import SPLITS, Split, subsample
 from shortrec_jax.evaluation.metrics import auc, logloss, rank_metrics_from_ranks
 from shortrec_jax.io import write_json_atomic
@@ -46,7 +47,7 @@ def load_split(config: ConfigDict) -> Split:
     if data.split not in SPLITS:
         raise ValueError(f"data.split={data.split!r} is not one of {sorted(SPLITS)}")
     options = {"fractions": tuple(data.fractions), "seed": config.seed}
-    ds = load(data.source, **data.source_options.to_dict())
+    ds = load_configured(data)
     if data.subsample < 1.0:
         ds = subsample(ds, data.subsample, seed=config.seed)
     return SPLITS[data.split](ds, **{k: options[k] for k in _SPLIT_OPTIONS[data.split]})
@@ -73,18 +74,6 @@ def model_config(config: ConfigDict, **fixed: Any) -> Any:
         for k, v in values.items()
     }
     return entry.config(**values, **fixed)
-
-
-def ctr_fields(config: ConfigDict) -> list[FieldSpec]:
-    """The CTR feature set declared in `config.data`: ids, user and item fields."""
-    data = config.data
-    fields = [FieldSpec("user_id", "categorical"), FieldSpec("item_id", "categorical")]
-    fields += [FieldSpec(c, "categorical", side="user") for c in data.user_fields]
-    fields += [FieldSpec(c, "categorical", side="item") for c in data.item_categorical]
-    fields += [FieldSpec(c, "numeric", buckets=data.numeric_buckets) for c in data.item_numeric]
-    fields += [FieldSpec(c, "multi_hot") for c in data.item_multi_hot]
-    fields += [FieldSpec(c, "dense") for c in data.item_dense]
-    return fields
 
 
 def padded_rows(rows: int, multiple: int) -> int:
@@ -128,8 +117,10 @@ class CTRTask:
             # A resumed run keeps the vocabulary its parameters were trained with.
             self.encoder = FeatureEncoder.load(encoder_path)
         else:
-            self.encoder = FeatureEncoder.fit(split.train, ctr_fields(self.config))
+            fields = resolve_ctr_fields(self.config.data, split.train)
+            self.encoder = FeatureEncoder.fit(split.train, fields)
             if jax.process_index() == 0:
+                record_fields(fields, split.train, workdir)
                 self.encoder.save(encoder_path)
         threshold = self.config.data.label_threshold
         for name, part in split.parts().items():
