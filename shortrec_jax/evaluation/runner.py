@@ -29,6 +29,8 @@ from ml_collections import ConfigDict
 from shortrec_jax.evaluation.protocols import PROTOCOLS
 from shortrec_jax.evaluation.repeats import MethodFactory
 from shortrec_jax.evaluation.report import RepeatStore, write_report
+from shortrec_jax.evaluation.requirements import adapt_diversity, adapt_methods
+from shortrec_jax.io import write_atomic
 
 # Arguments every protocol gets from `run` itself rather than from config.protocol.
 _RUN_ARGUMENTS = ("make_method", "dataset", "methods", "seeds", "store", "workdir", "progress")
@@ -95,11 +97,16 @@ def run(
         from shortrec_jax.evaluation.registry import make_method
     workdir = Path(workdir)
     names = method_names(config)
-    protocol, options = protocol_options(config)
+    protocol_options(config)
     if config.repeats < 1:
         raise ValueError(f"config.repeats must be >= 1, got {config.repeats}")
     seeds = [config.seed + r for r in range(config.repeats)]
     dataset = load_configured(config.data)
+    names, notes = adapt_methods(names, config.methods, dataset)
+    notes += adapt_diversity(config.protocol, dataset)
+    for note in notes:
+        print(note, flush=True)
+    protocol, options = protocol_options(config)
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results = PROTOCOLS[protocol](
@@ -124,6 +131,10 @@ def run(
         size_n=config.report.size_n,
         timings=timings,
     )
+    if notes:
+        report = workdir / "results.md"
+        text = report.read_text().rstrip("\n") + "\n\n" + "".join(f"- {n}\n" for n in notes)
+        write_atomic(report, text.encode())
     return {**results, "timings": timings, "files": [str(f) for f in files]}
 
 
