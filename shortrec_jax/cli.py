@@ -1,17 +1,20 @@
-"""What train.py and evaluate.py share: the config flag, parsed without tracebacks.
+"""What the programs share: the config flag, parsed without tracebacks, and one-line errors.
 
 ml_collections reports an unknown `--config.a.b` key by raising AttributeError (a KeyError
 inside), either when the flag is defined (the default config file is read then) or when the
 command line is parsed; both would show the user a traceback from deep inside absl. Here
 either becomes one line naming the key and exit status 1, like absl's own flag errors.
 The parsed config is then normalised once (`shortrec_jax.overrides`: "none", empty and
-comma-separated tuples, loader options).
+comma-separated tuples, loader options). Bad input met while the program runs (USER_ERRORS:
+a DataError naming a file and line, a missing run directory, a bad config value) is printed
+as one line `error: ...` with exit status 1; `--verbosity=1` shows the traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 from absl import app, flags
@@ -54,6 +57,45 @@ def _parse_flags(argv: list[str]) -> list[str]:
     return rest
 
 
+# Bad input from the user (a missing or malformed file, an unknown id or key, an impossible
+# config value): shown as one line. Everything else keeps its traceback, since it is a bug.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError)
+
+
+def one_line(error: BaseException) -> str:
+    """`error: <message>` on one line (a KeyError's message without its quotes)."""
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    return "error: " + " ".join(str(message).split())
+
+
+@contextlib.contextmanager
+def user_errors(traceback: bool = False) -> Iterator[None]:
+    """Turns USER_ERRORS into one line on stderr and exit status 1 (re-raised if `traceback`)."""
+    try:
+        yield
+    except USER_ERRORS as e:
+        if traceback:
+            raise
+        sys.exit(one_line(e))
+
+
 def run(main: Callable[[list[str]], Any]) -> None:
-    """`absl.app.run(main)` with unknown config keys refused in one line."""
-    app.run(main, flags_parser=_parse_flags)
+    """`absl.app.run(main)` with unknown config keys refused in one line, and bad input shown
+    as one line (the traceback with --verbosity=1 or more)."""
+
+    def guarded(argv: list[str]) -> Any:
+        with user_errors(traceback=flags.FLAGS["verbosity"].value >= 1):
+            return main(argv)
+
+    app.run(guarded, flags_parser=_parse_flags)
+
+
+def run_argparse(main: Callable[[list[str]], int]) -> NoReturn:
+    """`sys.exit(main(argv))` for argparse programs, with bad input shown as one line;
+    `--verbosity=1` (taken out of argv) shows the traceback instead, as in the absl programs."""
+    argv = sys.argv[1:]
+    verbose = [a for a in argv if a.startswith("--verbosity=")]
+    argv = [a for a in argv if a not in verbose]
+    traceback = any(a.partition("=")[2] not in ("", "0") for a in verbose)
+    with user_errors(traceback=traceback):
+        sys.exit(main(argv))

@@ -125,5 +125,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from shortrec_jax import cli
+
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -209,7 +209,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    from absl import app
+    from shortrec_jax import cli
 
     define_flags()
-    app.run(main)
+    cli.run(main)

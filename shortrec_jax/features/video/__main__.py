@@ -1,7 +1,7 @@
-"""`python -m shortrec_jax.features.video`: see `cli.main`."""
+"""`python -m shortrec_jax.features.video`: see `cli.main`; bad input is one line (see
+`shortrec_jax.cli.run_argparse`)."""
 
-import sys
-
+from shortrec_jax import cli
 from shortrec_jax.features.video.cli import main
 
-sys.exit(main())
+cli.run_argparse(main)
