@@ -37,7 +37,12 @@ _later: dict[str, Any] = {}
 def define_config(default: str, help_text: str) -> flags.FlagHolder:
     """`--config`, a config file whose fields `--config.a.b=...` override."""
     global _later
-    sys.argv[1:], _later = overrides.split_argv(sys.argv[1:])
+    # Flag files are expanded first, so that their lines are normalised like the others.
+    try:
+        argv = flags.FLAGS.read_flags_from_files(sys.argv[1:], force_gnu=False)
+    except flags.Error as e:
+        sys.exit(f"FATAL Flags parsing error: {' '.join(str(e).split())}")
+    sys.argv[1:], _later = overrides.split_argv(argv)
     try:
         return config_flags.DEFINE_config_file("config", default, help_text)
     except (AttributeError, ValueError) as e:

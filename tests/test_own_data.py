@@ -198,7 +198,7 @@ def test_side_file_duration_and_category_reach_xdeepfm(tmp_path):
 
     def scores(data):
         batch = encoder.encode_pairs(users, items, data)
-        return np.asarray(run.task.predict(run.params, batch)[0])
+        return np.asarray(run.task.model.apply({"params": run.params}, batch, train=False))
 
     base = scores(ds)
     longer = ds.item_numeric["duration"].copy()
@@ -237,7 +237,14 @@ def test_train_bert4rec_on_user_item_sequences(tmp_path):
     config = bert4rec_config()
     config.data.source = f"csv:{own_data.sequence_file(tmp_path)}"
     config.data.subsample = 1.0
+    config.data.max_len = 8
+    # One Transformer layer: compiling the step for 8 simulated devices is most of the time.
+    config.model.num_layers = 1
+    config.model.hidden = 8
+    config.model.inner = 16
     config.train.num_epochs = 1
+    # 40 items: 100 sampled negatives per user are more than there are.
+    config.eval.sampled_negatives = 10
     results = train_and_evaluate(config, tmp_path / "run")
     assert 0.0 <= results["test"]["hr@10"] <= 1.0
 
@@ -264,12 +271,8 @@ def test_evaluate_paper_protocol_on_ratings_skips_what_the_data_lacks(tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_full_ranking_on_a_video_log(tmp_path):
-    config = _video_config(tmp_path, full_ranking_ml100k.get_config())
-    config = _eval_config(full_ranking_ml100k, config.data.source, ("ease", "item-cf", "pop"))
-    config.data.source_options = ConfigDict(
-        {"columns": {"user": "user_id", "item": "video_id", "rating": "watch_ratio"}}
-    )
-    results = evaluate(config, tmp_path / "eval")
+    config = _eval_config(full_ranking_ml100k, "", ("ease", "item-cf", "pop"))
+    results = evaluate(_video_config(tmp_path, config), tmp_path / "eval")
     assert list(results["methods"]) == ["ease", "item-cf", "pop"]
     # No genres: the diversity metric is skipped with a note.
     assert "- skipped diversity" in (tmp_path / "eval" / "results.md").read_text()

@@ -15,13 +15,14 @@ pytest.importorskip("fastapi", reason="the HTTP service needs the `serve` extra"
 from fastapi.testclient import TestClient
 
 from shortrec_jax.data import load
+from shortrec_jax.data.auto_fields import resolve_ctr_fields
 from shortrec_jax.data.features import FeatureEncoder
 from shortrec_jax.data.splits import subsample
 from shortrec_jax.evaluation.registry import load_config_file, merge_overrides
 from shortrec_jax.pipeline import Recommender
 from shortrec_jax.pipeline.service import background_server, create_app
 from shortrec_jax.training.restore import TrainedRun
-from shortrec_jax.training.tasks import ctr_fields, make_task
+from shortrec_jax.training.tasks import make_task
 
 TINY_CTR = {"model": {"embed_dim": 4, "cin_layers": (8, 8), "mlp_layers": (16,)}}
 # Seconds a request on the real server may take before the test fails.
@@ -36,7 +37,8 @@ def service(tmp_path_factory):
     config = load_config_file("configs/xdeepfm_ml100k.py")
     merge_overrides(config, TINY_CTR)
     workdir = tmp_path_factory.mktemp("ranker")
-    FeatureEncoder.fit(data, ctr_fields(config)).save(workdir / "encoders" / "features.json")
+    fields = resolve_ctr_fields(config.data, data)
+    FeatureEncoder.fit(data, fields).save(workdir / "encoders" / "features.json")
     task = make_task(config)
     task.restore(workdir)
     run = TrainedRun(workdir, config, task, task.init_params(jax.random.key(0)), step=0)

@@ -35,6 +35,21 @@ GROUPS = ("user_fields", "item_categorical", "item_multi_hot", "item_numeric", "
 FIELDS_FILE = "fields.json"
 
 
+def content_sources(ds: Dataset) -> list[str]:
+    """The item content sources `ds` has, of those content methods and recallers read:
+    "genres", "tags" (item_tags), "kg" (triples linked to items), "vectors" (item_vectors)."""
+    out = []
+    if ds.genres() is not None:
+        out.append("genres")
+    if ds.item_tags is not None:
+        out.append("tags")
+    if ds.kg_triples is not None and ds.item_entities is not None:
+        out.append("kg")
+    if ds.item_vectors is not None:
+        out.append("vectors")
+    return out
+
+
 def _informative(column: np.ndarray) -> bool:
     distinct = np.unique(column[column != ""]).size
     return 2 <= distinct <= column.size / 2
@@ -113,4 +128,12 @@ def record_fields(fields: Sequence[FieldSpec], ds: Dataset, workdir: str | Path)
     )
 
 
-__all__ = ["AUTO", "FIELDS_FILE", "GROUPS", "available", "record_fields", "resolve_ctr_fields"]
+__all__ = [
+    "AUTO",
+    "FIELDS_FILE",
+    "GROUPS",
+    "available",
+    "content_sources",
+    "record_fields",
+    "resolve_ctr_fields",
+]

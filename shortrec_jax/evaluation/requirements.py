@@ -17,20 +17,14 @@ from collections.abc import Callable, Sequence
 
 from ml_collections import ConfigDict
 
+from shortrec_jax.data.auto_fields import content_sources
 from shortrec_jax.data.dataset import DataError, Dataset
 from shortrec_jax.overrides import given_on_command_line
 
 
 def token_sources(ds: Dataset) -> list[str]:
     """The item token sources of content and tag methods that `ds` has."""
-    out = []
-    if ds.genres() is not None:
-        out.append("genres")
-    if ds.item_tags is not None:
-        out.append("tags")
-    if ds.kg_triples is not None and ds.item_entities is not None:
-        out.append("kg")
-    return out
+    return [s for s in content_sources(ds) if s != "vectors"]
 
 
 def _describe(ds: Dataset) -> str:

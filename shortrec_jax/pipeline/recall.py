@@ -28,10 +28,12 @@ from collections.abc import Mapping, Sequence
 import jax
 import numpy as np
 import scipy.sparse as sp
+from absl import logging
 
 from shortrec_jax.baselines import ItemCF
 from shortrec_jax.baselines.item_tokens import item_token_counts, tf_idf
 from shortrec_jax.baselines.similarity import l2_normalize_rows
+from shortrec_jax.data.auto_fields import content_sources
 from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.sequences import eval_inputs
 from shortrec_jax.interface import top_k
@@ -297,12 +299,19 @@ class Recall:
             )
         if config.sequence_quota and sequence_run is not None:
             recallers.append(SequenceRecaller(sequence_run, data, config.sequence_quota))
-        if config.content_quota:
+        # Of the configured content sources, those the data set has; with none, no content
+        # recall (a data set of ids alone), said once in the log.
+        content = [f for f in config.content_features if f in content_sources(data)]
+        if config.content_quota and not content:
+            logging.warning(
+                "content recall off: %r has none of %s", data.name, list(config.content_features)
+            )
+        if config.content_quota and content:
             recallers.append(
                 ContentRecaller(
                     data,
                     config.content_quota,
-                    features=config.content_features,
+                    features=content,
                     history_length=config.history_length,
                     recency_half_life=config.recency_half_life,
                 )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from absl import logging
 
 from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.evaluation.metrics import head_items
@@ -177,8 +178,14 @@ class Reranker:
                 data, config.novelty_weight, config.long_tail_weight, config.head_fraction
             )
         mmr = None
-        if config.mmr_lambda < 1.0:
-            mmr = MMR.of(data, config.diversity_feature, config.mmr_lambda)
+        feature = config.diversity_feature
+        vectors = feature == "vectors" and data.item_vectors is not None
+        has = vectors or feature in data.item_multi_hot
+        if config.mmr_lambda < 1.0 and not has:
+            # A data set of ids alone still gets a list, without the diversity it cannot measure.
+            logging.warning("MMR diversity off: %r has no item %s", data.name, feature)
+        elif config.mmr_lambda < 1.0:
+            mmr = MMR.of(data, feature, config.mmr_lambda)
         caps = None
         if config.max_per_category:
             caps = CategoryCap.of(data, config.category_feature, config.max_per_category)
