@@ -98,6 +98,21 @@ def test_side_file_declaration_errors_name_the_key():
         SideFile.from_config(section, "user")
 
 
+def test_user_side_file_gives_user_fields_that_auto_takes(tmp_path):
+    inter, _ = own_data.videos(tmp_path)
+    ds = load(f"csv:{inter}", columns={"user": "user_id", "item": "video_id"})
+    path = tmp_path / "users.csv"
+    rows = [f"user{u},{'young' if u % 2 else 'old'},{u}" for u in range(own_data.NUM_USERS)]
+    path.write_text("uid,age_group,phone\n" + "\n".join(rows[1:]) + "\n")
+    spec = SideFile(str(path), "uid", (("age_group", "categorical"), ("phone", "categorical")))
+    ds = attach_side_file(ds, spec, "user")
+    assert ds.user_features["age_group"][ds.user_index("user3")] == "young"
+    assert ds.user_features["age_group"][ds.user_index("user0")] == ""  # no row: missing
+    # "phone" tells every user apart: auto leaves it to the user_id field.
+    fields = resolve_ctr_fields(ctr_config().data, ds)
+    assert [f.name for f in fields] == ["user_id", "item_id", "age_group"]
+
+
 def test_dense_side_column_becomes_item_vectors(tmp_path):
     inter, _ = own_data.videos(tmp_path)
     ds = load(f"csv:{inter}", columns={"user": "user_id", "item": "video_id"})
