@@ -42,6 +42,8 @@ def define_config(default: str, help_text: str) -> flags.FlagHolder:
         argv = flags.FLAGS.read_flags_from_files(sys.argv[1:], force_gnu=False)
     except flags.Error as e:
         sys.exit(f"FATAL Flags parsing error: {' '.join(str(e).split())}")
+    # ml_collections needs --config before its overrides; a flag file may list them first.
+    argv.sort(key=lambda a: not a.startswith("--config="))
     sys.argv[1:], _later = overrides.split_argv(argv)
     try:
         return config_flags.DEFINE_config_file("config", default, help_text)

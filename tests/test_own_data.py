@@ -18,15 +18,14 @@ from shortrec_jax.data import DataError, load
 from shortrec_jax.data.auto_fields import resolve_ctr_fields
 from shortrec_jax.data.side_files import SideFile, attach_side_file, load_configured
 from shortrec_jax.evaluation import run as evaluate
-from shortrec_jax.pipeline.recommender import Recommender
 from shortrec_jax.training.loop import train_and_evaluate
 from shortrec_jax.training.restore import load_run
 from tests import own_data
 from tests.test_train_bert4rec import small_config as bert4rec_config
-from tests.test_train_ctr import ROOT
+from tests.test_train_ctr import ROOT, SMALL
 from tests.test_train_ctr import small_config as ctr_config
 
-COLUMNS = ("duration:numeric", "category:categorical", "tags:multi_hot")
+COLUMNS = "duration:numeric,category:categorical,tags:multi_hot"
 
 
 def _video_config(tmp_path, config: ConfigDict) -> ConfigDict:
@@ -89,11 +88,11 @@ def test_bad_side_files_name_the_file_and_line(tmp_path, text, columns, message)
 
 
 def test_side_file_declaration_errors_name_the_key():
-    section = ConfigDict({"path": "v.csv", "id_column": "id", "columns": ("d:number",)})
+    section = ConfigDict({"path": "v.csv", "id_column": "id", "columns": "d:number"})
     section.delimiter, section.separator = "", "|"
     with pytest.raises(DataError, match=r"data.item_side.columns entry 'd:number'"):
         SideFile.from_config(section, "item")
-    section.columns = ("d:numeric",)
+    section.columns = "d:numeric"
     with pytest.raises(DataError, match=r"data.user_side.columns entry 'd:numeric'"):
         SideFile.from_config(section, "user")
 
@@ -230,13 +229,41 @@ def test_side_file_duration_and_category_reach_xdeepfm(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_and_recommend_on_a_video_log_with_a_side_file(tmp_path):
-    config = _shrink_ctr(_video_config(tmp_path, ctr_config()))
-    results = train_and_evaluate(config, tmp_path / "run")
-    assert 0.0 <= results["test"]["auc"] <= 1.0
-    rec = Recommender.from_runs(tmp_path / "run")
-    recs = rec.recommend("user3", None, 5)
-    assert len(recs) == 5 and all(r.rank_score is not None for r in recs)
+def test_train_py_and_recommend_cli_on_a_video_log_from_a_flag_file(tmp_path):
+    """The README's commands: the data flags in a file, train.py, then the recommend CLI."""
+    inter, meta = own_data.videos(tmp_path)
+    flagfile = tmp_path / "mine.flags"
+    flagfile.write_text("\n".join(own_data.video_overrides(inter, meta)) + "\n")
+    shrink = [a for a in SMALL if "subsample" not in a and "num_epochs" not in a]
+    flags = [
+        f"--flagfile={flagfile}",
+        f"--workdir={tmp_path}/run",
+        *shrink,
+        "--config.train.num_epochs=1",
+        "--config.train.batch_size=64",
+        "--config.eval.batch_size=128",
+        "--config.data.label_threshold=2",
+    ]
+    train = subprocess.run(
+        [sys.executable, "train.py", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert train.returncode == 0, train.stderr
+    assert "category (categorical), duration (numeric), tags (multi_hot)" in train.stdout
+    cli = ["-m", "shortrec_jax.recommend", f"--workdir={tmp_path}/run", "--user=user3", "--k=5"]
+    recommend = subprocess.run(
+        [sys.executable, *cli],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert recommend.returncode == 0, recommend.stderr
+    table = [line for line in recommend.stdout.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 5  # the header and five videos
 
 
 @pytest.mark.slow
@@ -308,48 +335,46 @@ def test_evaluate_leave_one_out_on_user_item_sequences(tmp_path):
 @pytest.mark.slow
 def test_bad_input_is_one_line_on_stderr_in_every_program(tmp_path):
     gl = own_data.ratings_csv(tmp_path / "gl")
-    inter, meta = own_data.videos(tmp_path)
+    inter, _ = own_data.videos(tmp_path)
     bad_meta = tmp_path / "bad.csv"
     bad_meta.write_text("video_id,duration\nv1,forever\n")
     side = [
         *own_data.video_overrides(inter, bad_meta)[:-1],
         "--config.data.item_side.columns=duration:numeric",
     ]
+    # program and flags -> what its one line must say
     runs = {
-        "train.py missing file": ["train.py", "--config.data.source=csv:/no/such.csv"],
-        "train.py named field": [
+        ("train.py", "--config.data.source=csv:/no/such.csv"): "/no/such.csv: no such file",
+        (
             "train.py",
             f"--config.data.source=grouplens:{gl}",
             "--config.data.user_fields=age",
-        ],
-        "train.py bad side file": ["train.py", *side],
-        "evaluate.py named kg": [
+        ): "data.user_fields names ['age']",
+        ("train.py", *side): "bad.csv, line 2: column 'duration' must be a finite number",
+        (
             "evaluate.py",
             f"--config.data.source=grouplens:{gl}",
             "--config.method_names=kg,pop",
-        ],
-        "evaluate.py none on a number": ["evaluate.py", "--config.repeats=none"],
-        "recommend": ["-m", "shortrec_jax.recommend", f"--workdir={tmp_path}", "--user=1"],
-        "service": ["-m", "shortrec_jax.pipeline.service", f"--workdir={tmp_path}"],
-        "video": [
+        ): "method 'kg' needs a knowledge graph",
+        ("evaluate.py", "--config.repeats=none"): "repeats is a int that cannot be none",
+        ("-m", "shortrec_jax.recommend", f"--workdir={tmp_path}", "--user=1"): "no config.json",
+        ("-m", "shortrec_jax.pipeline.service", f"--workdir={tmp_path}"): "no config.json",
+        (
             "-m",
             "shortrec_jax.features.video",
             f"--videos={tmp_path}/none",
             f"--out={tmp_path}/v.npz",
-        ],
+        ): "is not a directory",
     }
-    for what, args in runs.items():
+    for args, says in runs.items():
+        workdir = [f"--workdir={tmp_path}/w"] if args[0].endswith(".py") else []
         proc = subprocess.run(
-            [sys.executable, *args, f"--workdir={tmp_path}/w"]
-            if args[0].endswith(".py")
-            else [sys.executable, *args],
+            [sys.executable, *args, *workdir],
             cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=120,
         )
-        lines = proc.stderr.strip().splitlines()
-        assert proc.returncode != 0, what
-        assert len(lines) == 1, (what, proc.stderr)
-        assert "Traceback" not in proc.stderr, what
-    assert meta.exists()
+        assert proc.returncode != 0, args
+        assert len(proc.stderr.strip().splitlines()) == 1, (args, proc.stderr)
+        assert says in proc.stderr, (args, proc.stderr)

@@ -7,8 +7,7 @@ methods, the pipeline and cold start read its columns like any loader's:
 
   config.data.item_side.path = "videos.csv"       # "" = no side file
   config.data.item_side.id_column = "video_id"    # the header name of the id column
-  config.data.item_side.columns = ("duration:numeric", "category:categorical",
-                                   "tags:multi_hot", "sift:dense")
+  config.data.item_side.columns = "duration:numeric,category:categorical,tags:multi_hot,sift:dense"
   config.data.item_side.delimiter = ""            # "" detects it from the header row
   config.data.item_side.separator = "|"           # between the values of a multi_hot or
                                                   # dense field: "comedy|music", "0.1|0.7"
@@ -58,7 +57,9 @@ def side_file_config() -> ConfigDict:
     config = ConfigDict()
     config.path = ""
     config.id_column = ""
-    config.columns = ()
+    # "name:kind" entries, comma-separated (a string: ml_collections cannot parse "a:b,c:d"
+    # into a tuple on the command line).
+    config.columns = ""
     config.delimiter = ""
     config.separator = "|"
     return config
@@ -84,9 +85,11 @@ class SideFile:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], side: str) -> SideFile:
-        """From `config.data.<side>_side`; "name:kind" entries may be comma-joined."""
+        """From `config.data.<side>_side`: columns "name:kind,..." (or a tuple of entries)."""
         key = f"data.{side}_side"
-        entries = [p.strip() for v in config["columns"] or () for p in str(v).split(",")]
+        given = config["columns"] or ()
+        given = [given] if isinstance(given, str) else list(given)
+        entries = [p.strip() for v in given for p in str(v).split(",")]
         columns = []
         for entry in filter(None, entries):
             name, _, kind = entry.rpartition(":")
