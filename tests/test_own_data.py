@@ -61,6 +61,7 @@ def test_item_side_file_columns_land_in_the_dataset(tmp_path):
     assert np.isnan(ds.item_numeric["duration"][v7])  # empty in the file: missing
     assert ds.item_categorical["category"][v7] == "cat3"
     assert ds.item_multi_hot["tags"].row(ds.item_index("v4")).tolist() == ["t1", "t4"]
+    assert ds.item_tags.row(ds.item_index("v4")).tolist() == ["t1", "t4"]
     # v_unwatched has metadata but no interaction: left out and counted.
     assert list(ds.dropped.values()) == [1]
     assert "v_unwatched" not in ds.item_ids

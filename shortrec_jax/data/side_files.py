@@ -15,7 +15,9 @@ methods, the pipeline and cold start read its columns like any loader's:
 or on the command line `--config.data.item_side.columns=duration:numeric,category:categorical`.
 The file has a header row. Column kinds and where they land in the `Dataset`:
   categorical  item_categorical[name] (items) or user_features[name] (users); "" = missing.
-  multi_hot    item_multi_hot[name], tokens split at `separator`; "" = no token.
+  multi_hot    item_multi_hot[name], tokens split at `separator`; "" = no token. When the
+               source has no item_tags, the multi-hot columns together become item_tags
+               (tag-cf, and content with features=tags, read them).
   numeric      item_numeric[name] float32; "" = missing (NaN, imputed by the encoder).
   dense        item_vectors [I, D] float32 (one dense column per data set); "" = zeros.
 User side files take categorical columns only (`Dataset.user_features` is categorical).
@@ -185,11 +187,24 @@ def attach_side_file(ds: Dataset, spec: SideFile, side: str) -> Dataset:
     merged: dict[str, Any] = {}
     for target, cols in fields.items():
         merged[target] = cols if target == "item_vectors" else {**getattr(ds, target), **cols}
+    if "item_multi_hot" in fields and ds.item_tags is None:
+        # Video categories and tags are what item_tags holds (as KuaiRec's loader fills it), so
+        # the tag-based methods (tag-cf, content with features=tags) can use them.
+        merged["item_tags"] = _pooled(list(fields["item_multi_hot"].values()))
     unmatched = int(np.sum(~known))
     if unmatched:
         reason = f"{side} side file rows whose id has no interaction ({source})"
         merged["dropped"] = {**ds.dropped, reason: unmatched}
     return dataclasses.replace(ds, **merged)
+
+
+def _pooled(columns: list[Ragged]) -> Ragged:
+    """Row i = the tokens of row i of every column, in column order."""
+    lists = [[] for _ in range(len(columns[0]))]
+    for col in columns:
+        for i, row in enumerate(col.to_lists()):
+            lists[i] += row
+    return Ragged.from_lists(lists)
 
 
 def _existing_columns(ds: Dataset, side: str) -> set[str]:

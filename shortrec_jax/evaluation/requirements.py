@@ -56,7 +56,9 @@ def _sources_field(
             )
         kept = tuple(s for s in wanted if s in has)
         if not kept:
-            return _missing(method, " or ".join(wanted), ds, named)
+            ok, note = _missing(method, " or ".join(wanted), ds, named)
+            field = f"--config.methods.{method.replace('-', '_')}.{key}"
+            return ok, note + (f" ({field}={','.join(has)} uses what it has)" if has else "")
         section[key] = kept
         return True, f"{method}: uses {', '.join(kept)} only; {_describe(ds)}"
 
