@@ -98,8 +98,10 @@ def test_duplicate_policy_error_and_unknown(tmp_path):
             INTER_HEADER + "u1\ti1\t3\t10\nu2\ti2\tnan\t20\n",
             r"toy\.inter, line 3: rating must be finite, got nan",
         ),
-        ("item_id:token\n", r"missing column\(s\) \['user_id'\]"),
+        ("item_id:token\ni1\n", r"missing column\(s\) \['user_id'\]"),
         ("", r"empty file"),
+        (INTER_HEADER, r"toy\.inter: empty file \(no rows\)"),
+        ("\ufeff" + INTER_HEADER + "\n", r"toy\.inter: empty file \(no rows\)"),
     ],
 )
 def test_bad_inter_file(tmp_path, inter, message):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from shortrec_jax.data import DataError, load
-from shortrec_jax.data.delimited import load_delimited, read_table
+from shortrec_jax.data.delimited import canonical_ids, load_delimited, read_table
+from shortrec_jax.data.grouplens import load_grouplens
 
 
 def _file(tmp_path, text: str, name: str = "data.txt"):
@@ -153,3 +154,89 @@ def test_read_table_empty_fields_and_usecols():
         usecols=[2, 0],
     )
     assert table.tolist() == [[2.0, 1.0]]
+
+
+def test_grouplens_ids_beyond_2_53_are_refused_before_rounding(tmp_path):
+    # 2**53 + 1 rounds to 2**53 as a float64: parsed through floats, the two users were one
+    # and the second row was dropped as a duplicate.
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    (folder / "u.data").write_text(f"{2**53}\t1\t5\t1\n{2**53 + 1}\t1\t4\t2\n")
+    with pytest.raises(
+        DataError, match=r"u\.data, line 2: column 'user id' must be a whole-number id.*"
+    ):
+        load_grouplens(folder)
+    (folder / "u.data").write_text(f"{2**53}\t1\t5\t1\n{2**53 - 1}\t1\t4\t2\n-{2**53}\t2\t3\t3\n")
+    ds = load_grouplens(folder)
+    assert ds.user_ids[ds.users].tolist() == [str(2**53), str(2**53 - 1), str(-(2**53))]
+
+
+def test_integer_id_columns_are_read_as_integers():
+    data = b"9007199254740993,2.5\n 7,1\n"
+    with pytest.raises(DataError, match=r"x, line 1: column 'u' must be a whole-number id"):
+        read_table(data, source="x", names=("u", "r"), delimiter=",", numeric=True, int_columns=[0])
+    table, _ = read_table(
+        b"9007199254740991,2.5\n 7,1\n",
+        source="x",
+        names=("u", "r"),
+        delimiter=",",
+        numeric=True,
+        int_columns=[0],
+    )
+    assert table[:, 0].astype(np.int64).tolist() == [2**53 - 1, 7]
+    assert table[:, 1].tolist() == [2.5, 1.0]
+    for bad in (b"7.5,1\n", b"1e3,1\n", b",1\n", b"99999999999999999999,1\n"):
+        with pytest.raises(DataError, match=r"x, line 1: column 'u' must be a whole-number id"):
+            read_table(
+                bad, source="x", names=("u", "r"), delimiter=",", numeric=True, int_columns=[0]
+            )
+
+
+def test_canonical_ids_are_exact():
+    lines = np.arange(1, 4)
+    got = canonical_ids(np.array(["007", " 7.0", str(2**53)]), source="s", column="c", lines=lines)
+    assert got.tolist() == ["7", "7", str(2**53)]
+    with pytest.raises(DataError, match=r"s, line 2: column 'c' must be a whole-number id"):
+        canonical_ids(np.array(["1", f"{2**53 + 1}.0"]), source="s", column="c", lines=lines[:2])
+
+
+def test_byte_order_mark_is_dropped_with_or_without_a_header(tmp_path):
+    headerless = tmp_path / "a.csv"
+    headerless.write_bytes("\ufeff1,10\n1,11\n".encode())
+    ds = load(f"csv:{headerless}")
+    assert ds.user_ids.tolist() == ["1"]
+    with_header = tmp_path / "b.csv"
+    with_header.write_bytes("\ufeffuserId,movieId\n1,10\n".encode())
+    ds = load_delimited(with_header, columns={"user": "userId", "item": "movieId"})
+    assert ds.user_ids.tolist() == ["1"] and ds.item_ids.tolist() == ["10"]
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    (folder / "ratings.csv").write_bytes(
+        "\ufeffuserId,movieId,rating,timestamp\n1,10,4,5\n".encode()
+    )
+    assert load_grouplens(folder).user_ids.tolist() == ["1"]
+
+
+def test_whitespace_around_ids_is_stripped_by_default(tmp_path):
+    path = _file(tmp_path, "1, 10\n2,10\n 1 ,11\n")
+    ds = load_delimited(path)
+    assert ds.user_ids.tolist() == ["1", "2"] and ds.item_ids.tolist() == ["10", "11"]
+    with pytest.raises(DataError, match=r"dup\.txt: user 0 and item 0 .* more than once"):
+        load_delimited(_file(tmp_path, "1,10\n1, 10\n", "dup.txt"), duplicates="error")
+    kept = load_delimited(path, strip_ids=False)
+    assert kept.item_ids.tolist() == [" 10", "10", "11"]
+
+
+@pytest.mark.parametrize("text", ["", "\n \n", "userId,movieId\n", "\ufeffuserId,movieId\n\n"])
+def test_header_only_is_an_empty_file(tmp_path, text):
+    path = tmp_path / "h.csv"
+    path.write_bytes(text.encode())
+    with pytest.raises(DataError, match=r"h\.csv: empty file \(no rows\), expected rows with"):
+        load_delimited(path, columns={"user": "userId", "item": "movieId"})
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    (folder / "ratings.csv").write_bytes(
+        text.replace("userId,movieId", "userId,movieId,rating,timestamp").encode()
+    )
+    with pytest.raises(DataError, match=r"ratings\.csv: empty file \(no rows\)|line 1: missing"):
+        load_grouplens(folder)

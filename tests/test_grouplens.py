@@ -250,14 +250,14 @@ def test_duplicates_policy_is_passed_on(tmp_path):
             "1m",
             "ratings.dat",
             "1::1193::5::1\nx::661::3::2\n",
-            r"ratings\.dat, line 2: column 'UserID' must be a number, got 'x'",
+            r"ratings\.dat, line 2: column 'UserID' must be a whole-number id.*got 'x'",
         ),
         ("1m", "ratings.dat", "1\t1193\t5\t1\n", r"got 1; the delimiter seems wrong"),
         (
             "1m",
             "ratings.dat",
             "1.5::1193::5::1\n",
-            r"line 1: column 'user id' must be a whole-number id",
+            r"line 1: column 'UserID' must be a whole-number id",
         ),
         ("1m", "movies.dat", "1193::Drama\n", r"movies\.dat, line 1: expected 3 fields"),
         (

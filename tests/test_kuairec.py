@@ -109,7 +109,7 @@ def test_big_matrix_folder_above_data_and_optional_files(tmp_path):
         ),
         (
             {"small_matrix": HEADER + "14,148,1,1,t,d,1.0,1\n14,x,1,1,t,d,2.0,1\n"},
-            r"small_matrix\.csv, line 3: column 'video_id' must be a number, got 'x'",
+            r"small_matrix\.csv, line 3: column 'video_id' must be a whole-number id.*got 'x'",
         ),
         (
             {"small_matrix": HEADER + "14,148,1,1,t,d,1.0\n"},

@@ -27,7 +27,8 @@ def _read_lines(path: Path) -> list[str]:
     """The lines of a UTF-8 file (optionally gzip-compressed), without their line endings."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as f:
+        # utf-8-sig drops a byte-order mark, which would otherwise prefix the first header name.
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
             text = f.read()
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
@@ -84,6 +85,9 @@ def read_atomic_lines(path: str | os.PathLike[str]) -> tuple[dict[str, Column], 
     if len(set(names)) != len(names):
         raise DataError(f"{path}, line 1: repeated column name in {names}")
     rows = [line.split("\t") for line in lines[1:] if line]
+    if not rows:
+        # A header row alone is an empty file, as everywhere else.
+        raise DataError(f"{path}: empty file (no rows), expected rows with {', '.join(names)}")
     width = len(names)
     line_of_row = _line_numbers(lines)
     for i, row in enumerate(rows):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,17 +36,35 @@ _CHUNK_BYTES = 1 << 24
 AUTO_DELIMITERS = ("::", "\t", ",", " ")
 ROLES = ("user", "item", "rating", "timestamp")
 # The largest whole number up to which float64 holds every integer exactly.
-_MAX_EXACT_ID = float(2**53)
+_MAX_EXACT_ID = 2**53
+# A UTF-8 byte-order mark, which some editors write at the start of a file.
+_BOM = b"\xef\xbb\xbf"
+# A whole-number id as written: optional spaces and sign, decimal digits.
+_INTEGER_ID = re.compile(r"\s*[+-]?[0-9]+\s*")
+# A zero fraction ("7.0", "7."), which side files may write after a whole-number id.
+_WHOLE_ZERO = re.compile(r"(?<=[0-9])\.0*$")
 
 
 def read_file(path: str | os.PathLike[str]) -> bytes:
-    """The bytes of a file, or a DataError naming it."""
+    """The bytes of a file without a leading UTF-8 byte-order mark, or a DataError naming it."""
     try:
-        return Path(path).read_bytes()
+        return strip_bom(Path(path).read_bytes())
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e})") from None
+
+
+def strip_bom(data: bytes) -> bytes:
+    """`data` without a leading UTF-8 byte-order mark: it would otherwise become part of the
+    first id or header name ("\\ufeff1" and "1" would be two users)."""
+    return data[len(_BOM) :] if data.startswith(_BOM) else data
+
+
+def require_rows(body: bytes, *, source: str, expected: str) -> None:
+    """Refuses a file with no rows: empty, blank, or a header row alone (one rule for all)."""
+    if not body.strip():
+        raise DataError(f"{source}: empty file (no rows), expected rows with {expected}")
 
 
 def split_first_line(data: bytes) -> tuple[bytes, bytes]:
@@ -90,6 +109,7 @@ def read_table(
     encoding: str = "utf-8",
     quotechar: str | None = None,
     empty_as_nan: bool = False,
+    int_columns: Sequence[int] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Parses delimited rows into a table; empty lines are skipped.
 
@@ -105,6 +125,9 @@ def read_table(
       quotechar: fields may be quoted with this character (and then hold the delimiter); a
         quoted field may not span lines. Needs a one-character ASCII `delimiter`.
       empty_as_nan: with `numeric`, an empty field is NaN instead of an error.
+      int_columns: with `numeric`, indices into `names` (among `usecols`) of whole-number id
+        fields: they are parsed as integers, never through a float, and refused beyond
+        2**53 in magnitude, so the float64 table holds them exactly.
 
     Returns:
       (values [N, C] float64 or str, lines [N] int64: the file line of each row), where C is
@@ -115,6 +138,9 @@ def read_table(
         the delimiter seems wrong when a row has one field), a non-number where a number is
         expected, or bytes that are not `encoding` text.
     """
+    int_columns = tuple(int_columns)
+    if int_columns and not numeric:
+        raise ValueError("int_columns needs numeric=True")
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
     width = len(names)
@@ -135,7 +161,7 @@ def read_table(
             text = _fill_empty(text, parser_delimiter)
         # The parser reads only the columns in use and ignores extra fields, so the field
         # count of every row is checked by counting the delimiters (outside quotes).
-        block, problem = _parse_chunk(text, parser_delimiter, numeric, cols, quotechar)
+        block, problem = _parse_chunk(text, parser_delimiter, numeric, cols, quotechar, int_columns)
         if block is not None and (
             block.shape[0] != row_lines.size
             or _count_delimiters(raw, text, parser_delimiter, quotechar)
@@ -153,6 +179,7 @@ def read_table(
                 cols=cols,
                 quotechar=quotechar,
                 empty_as_nan=empty_as_nan,
+                int_columns=int_columns,
             )
             problem = problem or f"expected {width} fields ({', '.join(names)}) in every row"
             raise DataError(f"{source}, lines {row_lines[0]}-{row_lines[-1]}: {problem}")
@@ -233,9 +260,20 @@ def _fill_empty(text: str, delimiter: str) -> str:
 
 
 def _parse_chunk(
-    text: str, delimiter: str, numeric: bool, cols: tuple[int, ...], quotechar: str | None
+    text: str,
+    delimiter: str,
+    numeric: bool,
+    cols: tuple[int, ...],
+    quotechar: str | None,
+    int_columns: tuple[int, ...] = (),
 ) -> tuple[np.ndarray | None, str]:
     """(the C parser's table of one chunk, "") or (None, its complaint)."""
+    dtype: type | list[tuple[str, type]] = np.float64 if numeric else np.str_
+    if int_columns:
+        # One record per row, the id fields as int64: the C parser reads their digits exactly.
+        dtype = [
+            (f"f{k}", np.int64 if j in int_columns else np.float64) for k, j in enumerate(cols)
+        ]
     try:
         with warnings.catch_warnings():
             # The parser warns when it skips an empty line; skipping them is what is wanted.
@@ -243,15 +281,22 @@ def _parse_chunk(
             block = np.loadtxt(
                 io.StringIO(text),
                 delimiter=delimiter,
-                dtype=np.float64 if numeric else np.str_,
+                dtype=dtype,
                 comments=None,
                 usecols=cols,
                 quotechar=quotechar,
-                ndmin=2,
+                ndmin=1 if int_columns else 2,
             )
     except ValueError as e:
         return None, str(e)
-    return block, ""
+    if not int_columns:
+        return block, ""
+    fields = [block[name] for name in block.dtype.names]
+    for k, j in enumerate(cols):
+        # Up to 2**53 a float64 holds every whole number, so the table keeps ids exactly.
+        if j in int_columns and np.any((fields[k] > _MAX_EXACT_ID) | (fields[k] < -_MAX_EXACT_ID)):
+            return None, ""
+    return np.stack(fields, axis=1).astype(np.float64), ""
 
 
 def _diagnose(
@@ -265,6 +310,7 @@ def _diagnose(
     cols: tuple[int, ...],
     quotechar: str | None,
     empty_as_nan: bool,
+    int_columns: tuple[int, ...] = (),
 ) -> None:
     """Scans a chunk the C parser refused and raises a DataError naming the first bad line."""
     width = len(names)
@@ -289,6 +335,9 @@ def _diagnose(
             continue
         for j in cols:
             value = fields[j]
+            if j in int_columns:
+                _check_integer_id(value, where=where, column=names[j])
+                continue
             if empty_as_nan and not value.strip():
                 continue
             try:
@@ -299,8 +348,20 @@ def _diagnose(
                 ) from None
 
 
+def _check_integer_id(value: str, *, where: str, column: str) -> None:
+    """A DataError unless `value` is a whole number of at most 2**53 in magnitude."""
+    if not _INTEGER_ID.fullmatch(value) or abs(int(value)) > _MAX_EXACT_ID:
+        raise DataError(
+            f"{where}: column {column!r} must be a whole-number id of at most 2**53 in "
+            f"magnitude, got {value[:40]!r}"
+        )
+
+
 def integer_ids(values: np.ndarray, *, source: str, column: str, lines: np.ndarray) -> np.ndarray:
     """Checks that float64 ids are whole numbers and returns them as int64.
+
+    The ids should come from `read_table`'s `int_columns`, which parses them as integers and
+    refuses those beyond 2**53 before any rounding; this check is the second guard.
 
     Args:
       values: [N] float64 parsed ids; lines: [N] the file line of each.
@@ -310,7 +371,8 @@ def integer_ids(values: np.ndarray, *, source: str, column: str, lines: np.ndarr
     """
     # Beyond 2**53 float64 no longer holds every whole number, so two different ids could
     # become one (and beyond 2**63 the cast to int64 wraps): such ids are refused.
-    bad = ~np.isfinite(values) | (values != np.round(values)) | (np.abs(values) > _MAX_EXACT_ID)
+    limit = float(_MAX_EXACT_ID)
+    bad = ~np.isfinite(values) | (values != np.round(values)) | (np.abs(values) > limit)
     if np.any(bad):
         i = int(np.flatnonzero(bad)[0])
         raise DataError(
@@ -324,7 +386,8 @@ def canonical_ids(values: np.ndarray, *, source: str, column: str, lines: np.nda
     """Whole-number ids written as text -> their canonical strings ("007" and "7.0" -> "7").
 
     Side files (movies, categories, users) are matched to the vocabulary that integer ids of
-    a numeric table get in `build_dataset`, which writes them this way.
+    a numeric table get in `build_dataset`, which writes them this way. The digits are read
+    as integers, never through a float, so neighbours beyond 2**53 are refused, not merged.
 
     Args:
       values: [N] str; lines: [N] the file line of each.
@@ -332,8 +395,12 @@ def canonical_ids(values: np.ndarray, *, source: str, column: str, lines: np.nda
     Returns:
       [N] str.
     """
-    parsed = parse_float_column(values, source=source, column=column, line_numbers=lines)
-    return integer_ids(parsed, source=source, column=column, lines=lines).astype(np.str_)
+    out = []
+    for value, line in zip(np.asarray(values).tolist(), np.asarray(lines).tolist(), strict=True):
+        whole = _WHOLE_ZERO.sub("", value.strip())
+        _check_integer_id(whole, where=f"{source}, line {line}", column=column)
+        out.append(str(int(whole)))
+    return np.asarray(out, dtype=np.str_) if out else np.zeros(0, dtype="<U1")
 
 
 def detect_delimiter(line: str, *, source: str) -> str:
@@ -359,6 +426,7 @@ def load_delimited(
     rating_range: tuple[float, float] | None = None,
     encoding: str = "utf-8",
     name: str | None = None,
+    strip_ids: bool = True,
 ) -> Dataset:
     """Loads one delimited interaction file with a declared column layout.
 
@@ -374,7 +442,10 @@ def load_delimited(
 
     Without a rating column every rating is 1.0 (implicit feedback). Without a timestamp column
     the timestamp of a row is its 0-based row number, so the file order is the time order
-    (sequential models and `duplicates="last"` rely on it). Ids are kept as strings.
+    (sequential models and `duplicates="last"` rely on it). Ids are kept as strings, without
+    surrounding whitespace unless `strip_ids=False` (so "1, 10" and "1,10" name one item). A
+    UTF-8 byte-order mark at the start of the file is dropped. A file with no rows (empty,
+    blank, or a header row alone) is refused.
 
     Args:
       path: the file.
@@ -388,6 +459,7 @@ def load_delimited(
       rating_range: inclusive bounds checked on every rating.
       encoding: the text encoding.
       name: the data set's name; by default the file name without its extension.
+      strip_ids: drop spaces and tabs around user and item ids.
 
     Returns:
       The data set.
@@ -397,13 +469,14 @@ def load_delimited(
     if header is None:
         header = isinstance(columns, Mapping) and any(isinstance(c, str) for c in roles.values())
     data = read_file(path)
-    if not data.strip():
-        raise DataError(f"{source}: empty file, expected rows with {', '.join(roles)}")
+    expected = ", ".join(roles)
+    require_rows(data, source=source, expected=expected)
     first, rest = split_first_line(data)
     first_text = decode_text(first, source=source, encoding=encoding, first_line=1)
     if delimiter is None:
         delimiter = detect_delimiter(first_text, source=source)
     body, first_line = (rest, 2) if header else (data, 1)
+    require_rows(body, source=source, expected=expected)
     if not isinstance(columns, Mapping):
         names = list(columns)
     elif header:
@@ -428,6 +501,8 @@ def load_delimited(
         quotechar=quotechar,
     )
     col = {role: values[:, k] for k, role in enumerate(positions)}
+    if strip_ids:
+        col["user"], col["item"] = np.char.strip(col["user"]), np.char.strip(col["item"])
 
     def number(role: str) -> np.ndarray:
         return parse_float_column(
@@ -514,5 +589,7 @@ __all__ = [
     "parse_header",
     "read_file",
     "read_table",
+    "require_rows",
     "split_first_line",
+    "strip_bom",
 ]

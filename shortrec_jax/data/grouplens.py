@@ -41,6 +41,7 @@ from shortrec_jax.data.delimited import (
     integer_ids,
     parse_header,
     read_table,
+    require_rows,
     split_first_line,
 )
 from shortrec_jax.data.grouplens_files import LAYOUTS, GroupLensFiles, csv_rows, split_rows
@@ -110,12 +111,15 @@ def _load_100k(
     files: GroupLensFiles, name: str, *, duplicates: str, rating_range: tuple[float, float] | None
 ) -> Dataset:
     source = files.source("u.data")
+    data = files.read("u.data")
+    require_rows(data, source=source, expected="user id, item id, rating, timestamp")
     table, lines = read_table(
-        files.read("u.data"),
+        data,
         source=source,
         names=("user id", "item id", "rating", "timestamp"),
         delimiter="\t",
         numeric=True,
+        int_columns=(0, 1),
     )
     side: list[SideBuilder] = []
     movie_ids: list[str] = []
@@ -143,12 +147,15 @@ def _load_dat(
     files: GroupLensFiles, name: str, *, duplicates: str, rating_range: tuple[float, float] | None
 ) -> Dataset:
     source = files.source("ratings.dat")
+    data = files.read("ratings.dat")
+    require_rows(data, source=source, expected="UserID, MovieID, Rating, Timestamp")
     table, lines = read_table(
-        files.read("ratings.dat"),
+        data,
         source=source,
         names=("UserID", "MovieID", "Rating", "Timestamp"),
         delimiter="::",
         numeric=True,
+        int_columns=(0, 1),
     )
     side: list[SideBuilder] = []
     movie_ids: list[str] = []
@@ -188,6 +195,7 @@ def _load_csv(
     head, body = split_first_line(files.read("ratings.csv"))
     columns = ("userId", "movieId", "rating", "timestamp")
     header = parse_header(head, source=source, delimiter=",", required=columns)
+    require_rows(body, source=source, expected=", ".join(columns))
     table, lines = read_table(
         body,
         source=source,
@@ -196,6 +204,7 @@ def _load_csv(
         numeric=True,
         first_line=2,
         usecols=[header.index(c) for c in columns],
+        int_columns=[header.index(c) for c in columns[:2]],
     )
     side: list[SideBuilder] = []
     movie_ids: list[str] = []

@@ -16,6 +16,7 @@ from shortrec_jax.data.delimited import (
     decode_text,
     parse_header,
     split_first_line,
+    strip_bom,
 )
 
 # The ratings file of each layout, in the order they are looked for.
@@ -83,8 +84,8 @@ class GroupLensFiles:
             raise DataError(f"{self.path}: no {name} file (found {sorted(self.members)})")
         try:
             if self._zip is not None:
-                return self._zip.read(self.members[name])
-            return Path(self.members[name]).read_bytes()
+                return strip_bom(self._zip.read(self.members[name]))
+            return strip_bom(Path(self.members[name]).read_bytes())
         except (OSError, zipfile.BadZipFile) as e:
             raise DataError(f"{self.source(name)}: cannot read ({e})") from None
 

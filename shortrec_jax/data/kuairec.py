@@ -43,6 +43,7 @@ from shortrec_jax.data.delimited import (
     parse_header,
     read_file,
     read_table,
+    require_rows,
     split_first_line,
 )
 
@@ -93,6 +94,7 @@ def load_kuairec(
     source = str(path)
     head, body = split_first_line(read_file(path))
     header = parse_header(head, source=source, delimiter=",", required=_REQUIRED)
+    require_rows(body, source=source, expected=", ".join(_REQUIRED))
     wanted = [c for c in (*_REQUIRED, *_OPTIONAL) if c in header]
     table, lines = read_table(
         body,
@@ -103,6 +105,7 @@ def load_kuairec(
         first_line=2,
         usecols=[header.index(c) for c in wanted],
         empty_as_nan=True,
+        int_columns=[header.index("user_id"), header.index("video_id")],
     )
     col = dict(zip(wanted, table.T, strict=True))
     users = integer_ids(col["user_id"], source=source, column="user_id", lines=lines)
