@@ -8,23 +8,40 @@ Layout of a run directory:
                      (JSON: epoch, metrics, best so far, early-stopping counter)
   metrics.jsonl      one JSON object per logged event; events.out.tfevents.* for TensorBoard
 
-Resume order at start-up: restore the latest complete checkpoint if there is one (Orbax
-writes each step to a temporary folder and renames it when complete, so a half-written step
-is never listed), otherwise initialise from the seed.
+Resume order at start-up: restore the newest intact checkpoint if there is one (Orbax writes
+each step to a temporary folder and renames it when complete, so a half-written step is never
+listed), otherwise initialise from the seed.
+
+Integrity: a step also holds "checksums" (JSON): two 32-bit sums of the bits of every array of
+the state, computed on the device when the step is saved, and a SHA-256 of the meta JSON. A
+restore recomputes them and checks that the state is finite; a step that fails, or cannot be
+read at all, is skipped with a one-line warning and the next older one is tried. Complete
+steps whose bytes were overwritten in place are thereby never trained on or served.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from ml_collections import ConfigDict
 
 PyTree = Any
+# Where a resumed run moves the checkpoints it found corrupt (beside "checkpoints", which
+# must list only steps that can be saved again).
+CORRUPT_DIR = "corrupt_checkpoints"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used: unreadable, altered since it was saved, or non-finite."""
 
 
 def config_to_json(config: ConfigDict) -> dict[str, Any]:
@@ -57,6 +74,7 @@ class Checkpointer:
         if best_mode not in ("max", "min"):
             raise ValueError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
         self.best_metric = best_metric
+        self.best_mode = best_mode
         policies = ocp.checkpoint_managers
         # With a best_fn alone, max_to_keep would keep the N best, not the latest: combine a
         # LatestN and a BestN policy to keep both.
@@ -80,7 +98,7 @@ class Checkpointer:
         )
         self.directory = Path(workdir).absolute() / "checkpoints"
         self.manager = ocp.CheckpointManager(
-            self.directory, options=options, item_names=("state", "meta")
+            self.directory, options=options, item_names=("state", "meta", "checksums")
         )
 
     def _metric(self, metrics: dict[str, float]) -> float:
@@ -95,6 +113,12 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self.manager.all_steps())
 
+    def steps_by_metric(self) -> list[int]:
+        """The steps saved with validation metrics, the best first."""
+        scored = [(self._metric(m), s) for s in self.all_steps() if (m := self.manager.metrics(s))]
+        scored.sort(reverse=self.best_mode == "max")
+        return [s for _, s in scored]
+
     def save(
         self,
         step: int,
@@ -103,31 +127,140 @@ class Checkpointer:
         metrics: dict[str, float] | None = None,
     ) -> None:
         """Saves the state and JSON meta of `step`, with the metrics that rank checkpoints
-        (None for a mid-epoch save, which is never chosen as the best)."""
+        (None for a mid-epoch save, which is never chosen as the best), and their checksums."""
+        checksums = {"state": state_checksums(state), "meta": meta_checksum(meta)}
         self.manager.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+                state=ocp.args.StandardSave(state),
+                meta=ocp.args.JsonSave(meta),
+                checksums=ocp.args.JsonSave(checksums),
             ),
             metrics=None if metrics is None else {k: float(v) for k, v in metrics.items()},
         )
 
     def restore(self, step: int, abstract_state: PyTree) -> tuple[PyTree, dict[str, Any]]:
-        """Restores `step` onto the shardings of `abstract_state`.
+        """Restores `step` onto the shardings of `abstract_state`, verified.
 
         Args:
           step: a saved step.
           abstract_state: the state's `jax.ShapeDtypeStruct` tree with target shardings
             (from `abstract_like`), which is what lets a checkpoint move to another device
             count.
+
+        Raises:
+          CheckpointError: one line naming the step's folder and what is wrong with it.
         """
-        restored = self.manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
-            ),
+        where = self.directory / str(step)
+        items = {
+            "state": ocp.args.StandardRestore(abstract_state),
+            "meta": ocp.args.JsonRestore(),
+        }
+        # Checkpoints written before checksums were recorded are restored unverified.
+        verified = (where / "checksums").is_dir()
+        if verified:
+            items["checksums"] = ocp.args.JsonRestore()
+        # Orbax, TensorStore and json raise many kinds of error on bad bytes: any is caught.
+        try:
+            restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        except Exception as e:
+            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"{where} cannot be read ({type(e).__name__}: {reason})") from e
+        state, meta = restored["state"], dict(restored["meta"])
+        if verified:
+            expected = dict(restored["checksums"])
+            if expected.get("meta") != meta_checksum(meta):
+                raise CheckpointError(f"{where}: meta does not match its checksum")
+            got = state_checksums(state)
+            wrong = [k for k in got if expected.get("state", {}).get(k) != got[k]]
+            if wrong or set(got) != set(expected.get("state", {})):
+                name = wrong[0] if wrong else "the list of arrays"
+                raise CheckpointError(f"{where}: {name} does not match its checksum")
+        bad = non_finite_leaf(state)
+        if bad is not None:
+            raise CheckpointError(f"{where}: {bad} holds NaN or infinite values")
+        return state, meta
+
+    def restore_intact(
+        self,
+        abstract_state: PyTree,
+        *,
+        steps: Sequence[int] | None = None,
+        set_aside: bool = False,
+    ) -> tuple[int, PyTree, dict[str, Any]] | None:
+        """Restores the first intact checkpoint of `steps` (default: newest first).
+
+        Each one that fails `restore` is skipped with a one-line warning on stderr naming it.
+
+        Args:
+          abstract_state: as for `restore`.
+          steps: the steps to try, in order.
+          set_aside: move each failed step to `<workdir>/corrupt_checkpoints/` (what a resumed
+            run does, so that training can save that step again); otherwise leave it.
+
+        Returns:
+          (step, state, meta), or None when there are no checkpoints at all.
+
+        Raises:
+          CheckpointError: there are checkpoints and none is intact (one line: what to do).
+        """
+        steps = sorted(self.all_steps(), reverse=True) if steps is None else list(steps)
+        if not steps:
+            return None
+        first_error = None
+        for step in steps:
+            try:
+                state, meta = self.restore(step, abstract_state)
+            except CheckpointError as e:
+                first_error = first_error or e
+                note = self._set_aside(step) if set_aside else "skipped"
+                print(f"warning: {e}; {note}", file=sys.stderr)
+                continue
+            return step, state, meta
+        raise CheckpointError(
+            f"no intact checkpoint in {self.directory} (the newest: {first_error}); delete "
+            "the run directory to start again, or restore its checkpoints from a copy"
         )
-        return restored["state"], dict(restored["meta"])
+
+    def _set_aside(self, step: int) -> str:
+        """Moves a corrupt step out of the checkpoints folder; returns what was done."""
+        target = self.directory.parent / CORRUPT_DIR / str(step)
+        if jax.process_index() == 0:
+            target.parent.mkdir(exist_ok=True)
+            if target.exists():
+                target = target.with_name(f"{step}-{len(os.listdir(target.parent))}")
+            os.replace(self.directory / str(step), target)
+        self.manager.reload()
+        return f"moved to {target}"
+
+    def check_saves(self) -> None:
+        """Raises CheckpointError (one line: the cause and the last intact step) when an
+        asynchronous save has failed since the last call."""
+        try:
+            self.manager.check_for_errors()
+        except Exception as e:
+            raise CheckpointError(self._save_failure(e)) from e
+
+    def _save_failure(self, error: BaseException) -> str:
+        cause = error
+        # The OSError that started it (e.g. ENOSPC) says most; Orbax wraps it.
+        while cause.__cause__ is not None or cause.__context__ is not None:
+            if isinstance(cause, OSError):
+                break
+            cause = cause.__cause__ or cause.__context__
+        reason = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else ""
+        reason = f"{type(cause).__name__}: {reason}" if reason else type(cause).__name__
+        self.manager.reload()
+        steps = self.all_steps()
+        last = (
+            f"the last complete checkpoint is {self.directory / str(max(steps))}"
+            if steps
+            else ("no checkpoint was completed")
+        )
+        return (
+            f"saving a checkpoint in {self.directory} failed ({reason}); {last}. Free space on "
+            "the device holding the run directory and run the same command to resume"
+        )
 
     def wait(self) -> None:
         """Blocks until every asynchronous save has finished."""
@@ -136,6 +269,65 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def state_checksums(state: PyTree) -> dict[str, str]:
+    """Array path -> a checksum of its bits, computed where the array lives.
+
+    Two 32-bit sums per array: of its words, and of its words times odd weights (2i + 1).
+    Any change of one word changes both; they cover the bytes Orbax writes for the array, and
+    only a device-to-host copy of two numbers per array is needed.
+    """
+    with_paths = jax.tree_util.tree_leaves_with_path(state)
+    leaves = [x for _, x in with_paths]
+    sums = jax.device_get(_fingerprints(leaves))
+    return {
+        jax.tree_util.keystr(p): f"{a.dtype}{list(a.shape)}:{int(s[0]):08x}{int(s[1]):08x}"
+        for (p, a), s in zip(with_paths, sums, strict=True)
+    }
+
+
+@jax.jit
+def _fingerprints(leaves: list[jax.Array]) -> list[jax.Array]:
+    return [_fingerprint(x) for x in leaves]
+
+
+def _fingerprint(x: jax.Array) -> jax.Array:
+    """[2] uint32: the sum of the 32-bit words of `x` and their sum weighted by 2i + 1."""
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    if x.dtype == jnp.bool_:
+        words = x.astype(jnp.uint32)
+    else:
+        unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}[x.dtype.itemsize]
+        words = jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32)
+    words = words.reshape(-1)  # [N]
+    weights = jnp.arange(words.size, dtype=jnp.uint32) * 2 + 1  # odd, so a product is 1-to-1
+    return jnp.stack([jnp.sum(words, dtype=jnp.uint32), jnp.sum(words * weights, dtype=jnp.uint32)])
+
+
+def meta_checksum(meta: dict[str, Any]) -> str:
+    """SHA-256 of the meta JSON, written canonically."""
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
+
+
+def non_finite_leaf(state: PyTree) -> str | None:
+    """The path of the first floating-point array of `state` with a NaN or infinity, or None."""
+    floating = [
+        (p, x)
+        for p, x in jax.tree_util.tree_leaves_with_path(state)
+        if jnp.issubdtype(x.dtype, jnp.floating)
+    ]
+    finite = jax.device_get(_all_finite([x for _, x in floating]))
+    for (path, _), ok in zip(floating, finite, strict=True):
+        if not ok:
+            return jax.tree_util.keystr(path)
+    return None
+
+
+@jax.jit
+def _all_finite(leaves: list[jax.Array]) -> list[jax.Array]:
+    return [jnp.all(jnp.isfinite(x)) for x in leaves]
 
 
 def abstract_like(tree: PyTree, sharding: jax.sharding.Sharding) -> PyTree:

@@ -50,6 +50,7 @@ def load_run(workdir: str | Path, *, which: str = "best") -> TrainedRun:
 
     Raises:
       FileNotFoundError: the directory holds no finished run (naming what is missing).
+      CheckpointError: it has checkpoints but none is intact.
     """
     from shortrec_jax.training.tasks import make_task
 
@@ -66,8 +67,8 @@ def load_run(workdir: str | Path, *, which: str = "best") -> TrainedRun:
         workdir, keep=config.checkpoint.keep, best_metric=task.best_metric, best_mode=task.best_mode
     )
     try:
-        step = ckpt.best_step() if which == "best" else ckpt.latest_step()
-        if step is None:
+        steps = ckpt.steps_by_metric() if which == "best" else None
+        if not (ckpt.all_steps() if steps is None else steps):
             raise FileNotFoundError(f"{workdir} has no complete checkpoint")
         # The optimiser only shapes the restore target; its schedule length does not matter.
         tx = make_optimizer(config.train, total_steps=1)
@@ -76,7 +77,9 @@ def load_run(workdir: str | Path, *, which: str = "best") -> TrainedRun:
             jax.eval_shape(lambda k: TrainState.create(task.init_params(k), tx), jax.random.key(0)),
             part.replicated,
         )
-        state, _ = ckpt.restore(step, abstract)
+        # A corrupt checkpoint is skipped with a warning (and left where it is): the best
+        # intact one by the metric, or the newest intact one, is used instead.
+        step, state, _ = ckpt.restore_intact(abstract, steps=steps)
     finally:
         ckpt.close()
     return TrainedRun(workdir=workdir, config=config, task=task, params=state.params, step=step)
