@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -106,10 +107,21 @@ def test_recommend_by_user_by_history_and_for_new_users(service):
         ({"user_id": True}, 422, "user_id: must be a string or an integer id"),
         ({"user_id": "1", "demographics": {"zodiac": "leo"}}, 422, "['zodiac']"),
         ([1, 2], 422, "the body must be a JSON object"),
+        ({"user_id": "\ud800"}, 422, "user_id: Value error, an id may not hold control"),
+        ({"user_id": "a\x00b"}, 422, "lone surrogates (U+0000)"),
+        ({"history": ["1", "\udfff"]}, 422, "history.1: Value error, an id may not hold"),
+        ({"user_id": "1", "demographics": {"\ud800": "x"}}, 422, "lone surrogates (U+D800)"),
+        ({"user_id": "1", "demographics": {"age": "\x1b[31m"}}, 422, "(U+001B)"),
+        ({"user_id": "7" * 257}, 422, "an id has at most 256 characters, got 257"),
+        ({"user_id": 2**64}, 422, "user_id: Input should be less than or equal to"),
+        ({"user_id": "x" * (2 << 20)}, 413, "the request body is larger than 1048576 bytes"),
     ],
 )
 def test_bad_requests_get_a_4xx_that_says_what_is_wrong(service, body, status, message):
-    answer = service["client"].post("/recommend", json=body)
+    # json.dumps escapes lone surrogates (\\ud800), as a JSON client would.
+    answer = service["client"].post(
+        "/recommend", content=json.dumps(body), headers={"Content-Type": "application/json"}
+    )
     assert answer.status_code == status
     assert message in answer.json()["detail"]
 
@@ -153,10 +165,17 @@ def test_concurrent_requests_on_a_real_server_get_the_sequential_answers(service
 def _json_values():
     from hypothesis import strategies as st
 
-    scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    # Any code point, lone surrogates and control characters included; long strings; integers
+    # beyond int64.
+    any_text = st.text(st.characters(blacklist_categories=()), max_size=8)
+    long_text = st.text(st.characters(blacklist_categories=()), min_size=250, max_size=3000)
+    big_ints = st.integers(min_value=2**62) | st.integers(max_value=-(2**62))
+    scalars = (
+        st.none() | st.booleans() | st.integers() | big_ints | st.floats() | any_text | long_text
+    )
     return st.recursive(
         scalars,
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_text, inner),
         max_leaves=12,
     )
 
@@ -176,11 +195,59 @@ def test_random_json_bodies_get_a_valid_answer_or_a_4xx_never_a_5xx(service):
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         derandomize=bool(os.environ.get("CI")),
     )
-    @given(body=bodies)
-    def check(body):
-        answer = service["client"].post("/recommend", content=json.dumps(body))
+    @given(body=bodies, ascii_only=st.booleans())
+    def check(body, ascii_only):
+        # Both encodings of the same JSON: lone surrogates as \\ud800 escapes, or as the
+        # raw bytes a careless client writes (not valid UTF-8).
+        text = json.dumps(body, ensure_ascii=ascii_only)
+        content = text.encode("utf-8", "surrogatepass")
+        answer = service["client"].post("/recommend", content=content)
         assert answer.status_code == 200 or 400 <= answer.status_code < 500, answer.text
         if answer.status_code != 200:
             assert answer.json()["detail"], "a refusal says what is wrong"
 
     check()
+
+
+def test_slow_or_short_bodies_time_out_and_docs_can_be_switched_off(service):
+    import socket
+    import urllib.parse
+
+    app = create_app(service["rec"], max_body_bytes=4096, read_timeout_s=0.5, docs=False)
+    client = TestClient(app)
+    assert client.get("/docs").status_code == 404
+    assert client.get("/openapi.json").status_code == 404
+    assert service["client"].get("/docs").status_code == 200
+    big = client.post("/recommend", content=b"[" + b"1," * 4096 + b"1]")
+    assert big.status_code == 413
+    with background_server(app) as url:
+        address = urllib.parse.urlsplit(url)
+        # A body shorter than its Content-Length: 408 once the read timeout has passed.
+        with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+            started = time.monotonic()
+            sock.sendall(
+                b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"user_id": '
+            )
+            answer = _read_answer(sock)
+            waited = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"did not arrive within 0.5 s" in answer
+        assert 0.4 <= waited < 10
+        # A declared size over the limit is refused before any of the body is read.
+        with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+            sock.sendall(b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n")
+            assert _read_answer(sock).startswith(b"HTTP/1.1 413")
+        # The server still answers.
+        with urllib.request.urlopen(f"{url}/healthz", timeout=REQUEST_TIMEOUT) as ok:
+            assert ok.status == 200
+
+
+def _read_answer(sock) -> bytes:
+    """What the server sends until it closes the connection (bounded by the socket timeout)."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+        if b"\r\n\r\n" in b"".join(chunks) and b"}" in chunks[-1]:
+            break
+    return b"".join(chunks)

@@ -12,32 +12,65 @@ Endpoints:
                     recallers that proposed it.
   GET  /healthz     {"status": "ok", ...} once the models are loaded and compiled.
 
-Bad requests are answered 400 (malformed JSON) or 422 (well-formed but invalid: unknown
-fields, a k outside [1, max_k], both or neither of user_id and history, item ids the catalogue
-does not know, unknown demographic fields), always as {"detail": "<what is wrong>"} (plus
-"errors", the field-level list, for schema errors). The models load and compile once, before
-the first request; requests run in the server's thread pool against that one `Recommender`.
-The service reads no file paths from requests.
+Bad requests are answered 400 (malformed JSON), 408 (the body did not arrive within the read
+timeout, e.g. shorter than its Content-Length), 413 (a body over the size limit) or 422
+(well-formed but invalid: unknown fields, a k outside [1, max_k], both or neither of user_id
+and history, item ids the catalogue does not know, unknown demographic fields, an id that is
+not text of at most MAX_ID_CHARS characters without control characters or lone surrogates,
+an integer id outside int64), always as {"detail": "<what is wrong>"} (plus "errors", the
+field-level list, for schema errors). Answers are ASCII JSON, so no input can make the
+encoding of an answer fail. `--docs=False` switches off /docs, /redoc and /openapi.json.
+The models load and compile once, before the first request; requests run in the server's
+thread pool against that one `Recommender`. The service reads no file paths from requests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+import unicodedata
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from shortrec_jax.pipeline.config import DEFAULT_K
 from shortrec_jax.pipeline.recommender import Recommender
 
-RawId = StrictStr | StrictInt
+# The longest id a request may send (MovieLens ids have at most 6 characters).
+MAX_ID_CHARS = 256
+# Defaults of the request limits (both configurable in `create_app` and on the command line):
+# a body at most this large (a full 1,000-item history of long ids fits), read within this
+# many seconds.
+MAX_BODY_BYTES = 1 << 20
+READ_TIMEOUT_S = 10.0
+# Unicode categories an id may not hold: control characters and lone surrogates, which
+# cannot be encoded as UTF-8 and so could be neither logged nor echoed.
+_REFUSED_CATEGORIES = ("Cc", "Cs")
+
+
+def _check_id_text(value: str) -> str:
+    if len(value) > MAX_ID_CHARS:
+        raise ValueError(f"an id has at most {MAX_ID_CHARS} characters, got {len(value)}")
+    for char in value:
+        if unicodedata.category(char) in _REFUSED_CATEGORIES:
+            raise ValueError(
+                f"an id may not hold control characters or lone surrogates (U+{ord(char):04X})"
+            )
+    return value
+
+
+IdText = Annotated[StrictStr, AfterValidator(_check_id_text)]
+# Ids that are JSON numbers stay within int64, so that their text is short.
+IdNumber = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+RawId = IdText | IdNumber
 
 
 class RecommendRequest(BaseModel):
@@ -50,39 +83,159 @@ class RecommendRequest(BaseModel):
         default=None, description="Raw item ids, oldest first: the live history."
     )
     k: StrictInt = Field(default=DEFAULT_K, description="List length, 1..max_k.")
-    demographics: dict[str, RawId] | None = Field(
+    demographics: dict[IdText, RawId] | None = Field(
         default=None, description="User columns of the ranking model, e.g. age, gender."
     )
 
 
-# The tags pydantic puts at the end of an error's location for each member of a union.
-_UNION_TAGS = {"str": "a string", "int": "an integer"}
+# The tags pydantic puts in an error's location for each member of the id union.
+_UNION_TAGS = ("str", "int", "function-after[", "constrained-int")
+# Error kinds that say what is wrong with an id of the right type (its own checks).
+_ID_CHECKS = ("value_error", "greater_than_equal", "less_than_equal")
 
 
-def _describe(error: dict[str, Any]) -> str:
-    """One readable sentence for one pydantic error."""
-    loc = [str(part) for part in error.get("loc", ()) if part != "body"]
-    kind = error.get("type", "")
-    if loc and loc[-1] in _UNION_TAGS:
-        # An id that is neither of its union's members: one sentence, not one per member.
-        return f"{'.'.join(loc[:-1])}: must be a string or an integer id"
+def _describe(error: dict[str, Any]) -> tuple[str, str]:
+    """(where, one readable sentence) for one pydantic error."""
+    parts = [str(part) for part in error.get("loc", ()) if part != "body"]
+    loc = [part for part in parts if not part.startswith(_UNION_TAGS)]
     where = ".".join(loc)
+    kind = error.get("type", "")
+    if kind in _ID_CHECKS:
+        return where, f"{where}: {error.get('msg', 'invalid')}"
+    if len(loc) < len(parts):
+        # An id that is neither of its union's members: one sentence, not one per member.
+        return where, f"{where}: must be a string or an integer id"
     if kind == "extra_forbidden":
         allowed = ", ".join(RecommendRequest.model_fields)
-        return f"unknown field {where!r}; allowed fields: {allowed}"
+        return where, f"unknown field {where!r}; allowed fields: {allowed}"
     if not loc:
-        return "the body must be a JSON object (Content-Type: application/json)"
-    return f"{where}: {error.get('msg', 'invalid')}"
+        return where, "the body must be a JSON object (Content-Type: application/json)"
+    return where, f"{where}: {error.get('msg', 'invalid')}"
 
 
-def create_app(recommender: Recommender) -> FastAPI:
-    """The ASGI app around a built recommender; compiles its models before returning."""
+def _detail(errors: list[dict[str, Any]]) -> str:
+    """The sentences of all errors, once each; where an id failed its own checks, the other
+    union member's type error at the same place is left out."""
+    checked = {_describe(e)[0] for e in errors if e.get("type") in _ID_CHECKS}
+    sentences = [
+        sentence
+        for e in errors
+        for where, sentence in [_describe(e)]
+        if e.get("type") in _ID_CHECKS or where not in checked
+    ]
+    return "; ".join(dict.fromkeys(sentences))
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: a string no UTF-8 encoder accepts (a lone
+    surrogate echoed in a message) is still a valid answer, never a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class RequestLimits:
+    """ASGI middleware: reads each request body whole, at most `max_body_bytes` within
+    `read_timeout_s` seconds, before the app sees it; else answers 413 or 408 and drops it.
+
+    uvicorn itself waits for a body as long as the client keeps the connection open (a body
+    shorter than its Content-Length held a thread forever) and accepts any size.
+    """
+
+    def __init__(self, app: Any, *, max_body_bytes: int, read_timeout_s: float) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.read_timeout_s = read_timeout_s
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or ())
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._refuse(scope, receive, send, 413, self._too_large())
+            return
+        body = bytearray()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.read_timeout_s
+        more = True
+        while more:
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+            except TimeoutError:
+                detail = f"the request body did not arrive within {self.read_timeout_s:g} s"
+                await self._refuse(scope, receive, send, 408, detail)
+                return
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body_bytes:
+                await self._refuse(scope, receive, send, 413, self._too_large())
+                return
+        replayed = False
+
+        async def replay() -> MutableMapping[str, Any]:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    def _too_large(self) -> str:
+        return f"the request body is larger than {self.max_body_bytes} bytes"
+
+    @staticmethod
+    async def _refuse(
+        scope: MutableMapping[str, Any], receive: Receive, send: Send, status: int, detail: str
+    ) -> None:
+        # "Connection: close": the rest of the body is never read, so the connection cannot
+        # carry another request.
+        response = AsciiJSONResponse(
+            {"detail": detail}, status_code=status, headers={"Connection": "close"}
+        )
+        await response(scope, receive, send)
+
+
+def create_app(
+    recommender: Recommender,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    read_timeout_s: float = READ_TIMEOUT_S,
+    docs: bool = True,
+) -> FastAPI:
+    """The ASGI app around a built recommender; compiles its models before returning.
+
+    Args:
+      recommender: the built pipeline.
+      max_body_bytes: larger request bodies are answered 413.
+      read_timeout_s: a body not received within this many seconds is answered 408.
+      docs: serve /docs, /redoc and /openapi.json (switch off in production).
+    """
+    if max_body_bytes < 1 or not read_timeout_s > 0:
+        raise ValueError(
+            f"max_body_bytes={max_body_bytes} must be >= 1 and read_timeout_s={read_timeout_s} > 0"
+        )
     recommender.warm_up()
     config = recommender.config
     app = FastAPI(
         title="shortrec-jax recommender",
         description="recall -> ranking -> reranking, with every stage's score",
+        default_response_class=AsciiJSONResponse,
+        **({} if docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
     )
+    app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes, read_timeout_s=read_timeout_s)
+
+    @app.exception_handler(HTTPException)
+    async def refused(request: Request, exc: HTTPException) -> JSONResponse:
+        return AsciiJSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -93,10 +246,10 @@ def create_app(recommender: Recommender) -> FastAPI:
             reason = first.get("ctx", {}).get("error", "cannot be parsed")
             where = f" at character {first['loc'][-1]}" if len(first["loc"]) > 1 else ""
             detail = f"malformed JSON{where}: {reason}"
-            return JSONResponse(status_code=400, content={"detail": detail})
-        detail = "; ".join(dict.fromkeys(_describe(e) for e in errors))
+            return AsciiJSONResponse(status_code=400, content={"detail": detail})
+        detail = _detail(errors)
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
-        return JSONResponse(status_code=422, content={"detail": detail, "errors": errors})
+        return AsciiJSONResponse(status_code=422, content={"detail": detail, "errors": errors})
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -183,6 +336,9 @@ def define_flags() -> None:
     flags.DEFINE_string("host", "127.0.0.1", "Address to listen on.")
     flags.DEFINE_integer("port", 8000, "Port to listen on.")
     flags.DEFINE_enum("log_level", "info", ["critical", "error", "warning", "info"], "uvicorn.")
+    flags.DEFINE_integer("max_body_bytes", MAX_BODY_BYTES, "Larger request bodies get a 413.")
+    flags.DEFINE_float("read_timeout_s", READ_TIMEOUT_S, "Bodies slower than this get a 408.")
+    flags.DEFINE_boolean("docs", True, "Serve /docs, /redoc and /openapi.json.")
     config_flags.DEFINE_config_dict("pipeline", config_dict(), "Pipeline knobs.")
 
 
@@ -203,9 +359,13 @@ def main(argv: list[str]) -> None:
         sequence_workdir=values.bert4rec_workdir or None,
         config=PipelineConfig.from_dict(values.pipeline),
     )
-    uvicorn.run(
-        create_app(recommender), host=values.host, port=values.port, log_level=values.log_level
+    app_ = create_app(
+        recommender,
+        max_body_bytes=values.max_body_bytes,
+        read_timeout_s=values.read_timeout_s,
+        docs=values.docs,
     )
+    uvicorn.run(app_, host=values.host, port=values.port, log_level=values.log_level)
 
 
 if __name__ == "__main__":
