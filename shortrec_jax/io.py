@@ -7,9 +7,11 @@ old file or the new one, never a mix.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +43,17 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     """Writes `obj` as indented, key-sorted JSON, atomically."""
     write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def run_directory(workdir: str | os.PathLike[str] | None, *, prefix: str) -> Iterator[Path]:
+    """`workdir` itself when given (kept); otherwise a temporary folder, removed on exit.
+
+    For methods that train a run only to use it in memory (its parameters and encoders are
+    loaded before the block ends).
+    """
+    if workdir is not None:
+        yield Path(workdir)
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,16 @@ def test_bert4rec_method_scores_from_everything_fit_saw(tmp_path, small_data):
     for u, row in zip(users.tolist(), inputs, strict=True):
         if u in last_valid:
             assert row[-2] == last_valid[u] + 1
+
+
+def test_a_run_without_a_workdir_leaves_no_folder_behind(tmp_path, monkeypatch, small_data):
+    # Temporary folders go under tmp_path, so what is left there is what fit left behind.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    split = random_split(small_data, (0.8, 0.2), seed=0)
+    overrides = {**TINY_CTR, "train": {**TINY_CTR["train"], "num_epochs": 1}}
+    config = {"train_config": "configs/xdeepfm_ml100k.py", "overrides": overrides}
+    method = make_method("xdeepfm", config, seed=0)
+    method.fit(split.train)
+    assert list(tmp_path.iterdir()) == []
+    scores = method.score(np.unique(split.test.users)[:2], np.array([[0, 1], [2, 3]]))
+    assert np.all((scores > 0) & (scores < 1))

@@ -8,7 +8,6 @@ can be scored without training (`from_run`).
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.sequences import SequenceData
 from shortrec_jax.data.splits import Split, concat, leave_one_out, random_split
 from shortrec_jax.interface import Method
+from shortrec_jax.io import run_directory
 from shortrec_jax.models.bert4rec import next_item_scores
 from shortrec_jax.training.restore import TrainedRun, load_run
 
@@ -45,7 +45,8 @@ class CTRMethod(Method):
     Args:
       train_config: the training config (e.g. `configs/xdeepfm_ml100k.get_config()`); its
         data section gives the features and label, not the split.
-      workdir: where the run directory goes; a temporary folder when None.
+      workdir: where the run directory goes; when None, a temporary folder removed once `fit`
+        has loaded the trained run.
       valid_fraction: share of the training part held out for validation when `fit` gets no
         validation part.
       score_batch: pairs per scoring call; every call has this shape, so scoring compiles once.
@@ -83,9 +84,9 @@ class CTRMethod(Method):
         from shortrec_jax.training.loop import train_and_evaluate
 
         split = validation_split(train, valid, self.valid_fraction, self.config.seed)
-        workdir = self.workdir or Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
-        self.results = train_and_evaluate(self.config, workdir, split=split)
-        self._attach(load_run(workdir), train)
+        with run_directory(self.workdir, prefix=f"{self.name}-") as workdir:
+            self.results = train_and_evaluate(self.config, workdir, split=split)
+            self._attach(load_run(workdir), train)
         return self
 
     def _attach(self, run: TrainedRun, side: Dataset) -> None:
@@ -140,7 +141,8 @@ class BERT4RecMethod(Method):
 
     Args:
       train_config: the training config (e.g. `configs/bert4rec_ml100k.get_config()`).
-      workdir: where the run directory goes; a temporary folder when None.
+      workdir: where the run directory goes; when None, a temporary folder removed once `fit`
+        has loaded the trained run.
       score_batch: users per scoring call (one shape, one compilation).
     """
 
@@ -172,10 +174,11 @@ class BERT4RecMethod(Method):
             split = Split(train=inner.train, valid=inner.test, test=None, protocol=inner.protocol)
         else:
             split = Split(train=train, valid=valid, test=None, protocol="given")
-        workdir = self.workdir or Path(tempfile.mkdtemp(prefix="bert4rec-"))
-        self.results = train_and_evaluate(self.config, workdir, split=split)
+        with run_directory(self.workdir, prefix="bert4rec-") as workdir:
+            self.results = train_and_evaluate(self.config, workdir, split=split)
+            run = load_run(workdir)
         seen = train if valid is None else concat([train, valid])
-        self._attach(load_run(workdir), seen)
+        self._attach(run, seen)
         return self
 
     def _attach(self, run: TrainedRun, history: Dataset) -> None:

@@ -19,7 +19,6 @@ Two questions, two answers:
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.splits import concat
 from shortrec_jax.evaluation.deep import BERT4RecMethod, CTRMethod
 from shortrec_jax.interface import Method
+from shortrec_jax.io import run_directory
 from shortrec_jax.pipeline.config import STAGES, PipelineConfig
 from shortrec_jax.pipeline.recommender import Recommender
 
@@ -58,7 +58,8 @@ class PipelineMethod(Method):
       pipeline: the pipeline's knobs; its `stages` say which stages run.
       ranker_config: xDeepFM's training config; may be None only for stages="recall".
       sequence_config: BERT4Rec's training config, or None (no sequence recaller).
-      workdir: where the run directories go; a temporary folder when None.
+      workdir: where the run directories go; when None, a temporary folder removed once `fit`
+        has loaded the trained runs.
       list_length: positions the reranker fills greedily per user in `score_all`; the
         candidates after them follow by boosted relevance (reranking is prefix-consistent, so
         every list up to this length is exactly the served one).
@@ -101,14 +102,14 @@ class PipelineMethod(Method):
     def fit(self, train: Dataset, valid: Dataset | None = None) -> PipelineMethod:
         if self.ranker_config is None and self.pipeline.stages != "recall":
             raise ValueError(f"stages={self.pipeline.stages!r} needs a ranker_config (xDeepFM)")
-        workdir = self.workdir or Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
         ranker_run = sequence_run = None
-        if self.pipeline.stages != "recall":
-            ranker = CTRMethod(self.ranker_config, workdir / "ranker").fit(train, valid)
-            ranker_run = ranker.run
-        if self.sequence_config is not None and self.pipeline.recall.sequence_quota:
-            sequence = BERT4RecMethod(self.sequence_config, workdir / "sequence")
-            sequence_run = sequence.fit(train, valid).run
+        with run_directory(self.workdir, prefix=f"{self.name}-") as workdir:
+            if self.pipeline.stages != "recall":
+                ranker = CTRMethod(self.ranker_config, workdir / "ranker").fit(train, valid)
+                ranker_run = ranker.run
+            if self.sequence_config is not None and self.pipeline.recall.sequence_quota:
+                sequence = BERT4RecMethod(self.sequence_config, workdir / "sequence")
+                sequence_run = sequence.fit(train, valid).run
         seen = train if valid is None else concat([train, valid])
         self.recommender = Recommender(
             seen, self.pipeline, ranker_run=ranker_run, sequence_run=sequence_run
