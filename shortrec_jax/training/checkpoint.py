@@ -21,6 +21,7 @@ steps whose bytes were overwritten in place are thereby never trained on or serv
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -75,6 +76,8 @@ class Checkpointer:
             raise ValueError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
         self.best_metric = best_metric
         self.best_mode = best_mode
+        # The one-line report of a failed save, once one has failed.
+        self.failure: str | None = None
         policies = ocp.checkpoint_managers
         # With a best_fn alone, max_to_keep would keep the N best, not the latest: combine a
         # LatestN and a BestN policy to keep both.
@@ -117,7 +120,9 @@ class Checkpointer:
         """The steps saved with validation metrics, the best first."""
         scored = [(self._metric(m), s) for s in self.all_steps() if (m := self.manager.metrics(s))]
         scored.sort(reverse=self.best_mode == "max")
-        return [s for _, s in scored]
+        # Orbax's own choice first, so that ties are broken as `best_step` breaks them.
+        best = self.manager.best_step()
+        return sorted((s for _, s in scored), key=lambda s: s != best)
 
     def save(
         self,
@@ -128,16 +133,20 @@ class Checkpointer:
     ) -> None:
         """Saves the state and JSON meta of `step`, with the metrics that rank checkpoints
         (None for a mid-epoch save, which is never chosen as the best), and their checksums."""
+        self.check_saves()
         checksums = {"state": state_checksums(state), "meta": meta_checksum(meta)}
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                meta=ocp.args.JsonSave(meta),
-                checksums=ocp.args.JsonSave(checksums),
-            ),
-            metrics=None if metrics is None else {k: float(v) for k, v in metrics.items()},
-        )
+        try:
+            self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state),
+                    meta=ocp.args.JsonSave(meta),
+                    checksums=ocp.args.JsonSave(checksums),
+                ),
+                metrics=None if metrics is None else {k: float(v) for k, v in metrics.items()},
+            )
+        except Exception as e:
+            raise CheckpointError(self._save_failure(e)) from e
 
     def restore(self, step: int, abstract_state: PyTree) -> tuple[PyTree, dict[str, Any]]:
         """Restores `step` onto the shardings of `abstract_state`, verified.
@@ -195,8 +204,9 @@ class Checkpointer:
         Args:
           abstract_state: as for `restore`.
           steps: the steps to try, in order.
-          set_aside: move each failed step to `<workdir>/corrupt_checkpoints/` (what a resumed
-            run does, so that training can save that step again); otherwise leave it.
+          set_aside: once an intact step is found, move the failed newer ones to
+            `<workdir>/corrupt_checkpoints/` (what a resumed run does, so that training can
+            save those steps again); otherwise leave them.
 
         Returns:
           (step, state, meta), or None when there are no checkpoints at all.
@@ -207,15 +217,19 @@ class Checkpointer:
         steps = sorted(self.all_steps(), reverse=True) if steps is None else list(steps)
         if not steps:
             return None
+        failed: list[int] = []
         first_error = None
         for step in steps:
             try:
                 state, meta = self.restore(step, abstract_state)
             except CheckpointError as e:
                 first_error = first_error or e
-                note = self._set_aside(step) if set_aside else "skipped"
-                print(f"warning: {e}; {note}", file=sys.stderr)
+                failed.append(step)
+                print(f"warning: {e}; skipped", file=sys.stderr)
                 continue
+            # Only once an intact one is found: with none, the folder stays as it was.
+            for bad in failed if set_aside else ():
+                print(f"warning: {self._set_aside(bad)}", file=sys.stderr)
             return step, state, meta
         raise CheckpointError(
             f"no intact checkpoint in {self.directory} (the newest: {first_error}); delete "
@@ -223,7 +237,7 @@ class Checkpointer:
         )
 
     def _set_aside(self, step: int) -> str:
-        """Moves a corrupt step out of the checkpoints folder; returns what was done."""
+        """Moves a corrupt step out of the checkpoints folder; says what was done."""
         target = self.directory.parent / CORRUPT_DIR / str(step)
         if jax.process_index() == 0:
             target.parent.mkdir(exist_ok=True)
@@ -231,7 +245,7 @@ class Checkpointer:
                 target = target.with_name(f"{step}-{len(os.listdir(target.parent))}")
             os.replace(self.directory / str(step), target)
         self.manager.reload()
-        return f"moved to {target}"
+        return f"moved the corrupt {self.directory / str(step)} to {target}"
 
     def check_saves(self) -> None:
         """Raises CheckpointError (one line: the cause and the last intact step) when an
@@ -242,6 +256,7 @@ class Checkpointer:
             raise CheckpointError(self._save_failure(e)) from e
 
     def _save_failure(self, error: BaseException) -> str:
+        """The one line that reports a failed save (also kept in `self.failure`)."""
         cause = error
         # The OSError that started it (e.g. ENOSPC) says most; Orbax wraps it.
         while cause.__cause__ is not None or cause.__context__ is not None:
@@ -250,29 +265,43 @@ class Checkpointer:
             cause = cause.__cause__ or cause.__context__
         reason = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else ""
         reason = f"{type(cause).__name__}: {reason}" if reason else type(cause).__name__
-        self.manager.reload()
+        with contextlib.suppress(Exception):
+            self.manager.reload()
         steps = self.all_steps()
         last = (
             f"the last complete checkpoint is {self.directory / str(max(steps))}"
             if steps
             else ("no checkpoint was completed")
         )
-        return (
+        self.failure = (
             f"saving a checkpoint in {self.directory} failed ({reason}); {last}. Free space on "
             "the device holding the run directory and run the same command to resume"
         )
+        return self.failure
 
     def wait(self) -> None:
-        """Blocks until every asynchronous save has finished."""
-        self.manager.wait_until_finished()
+        """Blocks until every asynchronous save has finished; CheckpointError if one failed."""
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:
+            raise CheckpointError(self._save_failure(e)) from e
+        self.check_saves()
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Waits for the saves and closes; after a reported failure, quietly (the failure is
+        already on its way to the user, and a second report would hide it)."""
+        if self.failure is None:
+            try:
+                self.wait()
+            finally:
+                self.manager.close()
+            return
+        with contextlib.suppress(Exception):
+            self.manager.close()
 
 
 def state_checksums(state: PyTree) -> dict[str, str]:
-    """Array path -> a checksum of its bits, computed where the array lives.
+    """Array path ("params/embedding/table") -> its dtype, shape and a checksum of its bits.
 
     Two 32-bit sums per array: of its words, and of its words times odd weights (2i + 1).
     Any change of one word changes both; they cover the bytes Orbax writes for the array, and
@@ -282,9 +311,23 @@ def state_checksums(state: PyTree) -> dict[str, str]:
     leaves = [x for _, x in with_paths]
     sums = jax.device_get(_fingerprints(leaves))
     return {
-        jax.tree_util.keystr(p): f"{a.dtype}{list(a.shape)}:{int(s[0]):08x}{int(s[1]):08x}"
+        _path_name(p): f"{a.dtype}{list(a.shape)}:{int(s[0]):08x}{int(s[1]):08x}"
         for (p, a), s in zip(with_paths, sums, strict=True)
     }
+
+
+def _path_name(path: tuple[Any, ...]) -> str:
+    """ "opt_state/1/0/count": the same for a TrainState and for the dicts and lists a
+    checkpoint restores without a target."""
+    parts = []
+    for key in path:
+        for attr in ("name", "key", "idx"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+        else:
+            parts.append(str(key))
+    return "/".join(parts)
 
 
 @jax.jit
@@ -321,7 +364,7 @@ def non_finite_leaf(state: PyTree) -> str | None:
     finite = jax.device_get(_all_finite([x for _, x in floating]))
     for (path, _), ok in zip(floating, finite, strict=True):
         if not ok:
-            return jax.tree_util.keystr(path)
+            return _path_name(path)
     return None
 
 

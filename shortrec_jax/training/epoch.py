@@ -95,6 +95,8 @@ def train_epoch(
         for batch in device_batches:
             state, sums = session.train_step(state, batch, session.train_rng)
             step += 1
+            # A failed asynchronous save stops the run here, naming the cause.
+            session.ckpt.check_saves()
             pending.append((step, sums))
             if not several and session.stop.requested:
                 # Never save a state the pending steps have not been checked for.

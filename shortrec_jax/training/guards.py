@@ -8,13 +8,17 @@
   same kind stops at once, with the default behaviour.
 - `check_writable`: fails before training when the run directory cannot be written or the
   disk lacks room for the checkpoints.
+- `StartUndo`: a start that fails before it saved any checkpoint in a new (or empty) run
+  directory removes what it wrote there, so the corrected command starts cleanly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -129,3 +133,39 @@ def check_writable(workdir: str | os.PathLike[str], needed_bytes: int) -> None:
             f"{workdir} has {free / 2**20:,.1f} MiB free; the checkpoints of this run need "
             f"about {needed_bytes / 2**20:,.1f} MiB"
         )
+
+
+class StartUndo:
+    """Puts a new or empty run directory back as it was when a start fails early.
+
+    Call `arm()` once this start holds the directory's lock (a start refused by the lock owns
+    nothing there) and `undo()` when the start fails: if the directory was absent or empty
+    before and no checkpoint step was saved, everything in it is removed (and the directory
+    itself when this start created it). A failure after the first checkpoint keeps all: the
+    same command resumes from it.
+    """
+
+    def __init__(self, workdir: str | os.PathLike[str]) -> None:
+        self.workdir = Path(workdir)
+        self.existed = self.workdir.is_dir()
+        self.fresh = not self.workdir.exists() or (self.existed and not any(self.workdir.iterdir()))
+        self.armed = False
+
+    def arm(self) -> None:
+        self.armed = True
+
+    def undo(self) -> None:
+        if not (self.armed and self.fresh) or self._has_checkpoint():
+            return
+        for entry in list(self.workdir.iterdir()):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        if not self.existed:
+            with contextlib.suppress(OSError):
+                self.workdir.rmdir()
+
+    def _has_checkpoint(self) -> bool:
+        ckpt = self.workdir / "checkpoints"
+        return ckpt.is_dir() and any(re.fullmatch(r"\d+", p.name) for p in ckpt.iterdir())

@@ -24,9 +24,16 @@ from ml_collections import ConfigDict
 from shortrec_jax.data.splits import Split
 from shortrec_jax.io import write_json_atomic
 from shortrec_jax.training.checkpoint import Checkpointer, config_to_json
+from shortrec_jax.training.config_checks import validate_config
 from shortrec_jax.training.contract import Session, Task
 from shortrec_jax.training.epoch import TrainingError, train_epoch
-from shortrec_jax.training.guards import RunDirectoryError, RunLock, StopSignals, check_writable
+from shortrec_jax.training.guards import (
+    RunDirectoryError,
+    RunLock,
+    StartUndo,
+    StopSignals,
+    check_writable,
+)
 from shortrec_jax.training.logger import MetricLogger
 from shortrec_jax.training.optim import make_optimizer
 from shortrec_jax.training.parallel import Partitioner
@@ -59,14 +66,24 @@ def train_and_evaluate(
        without a test part), "best_step", "best_epoch" (counted from 1, as logged), "epochs",
        "train_seconds"}; also written to `<workdir>/results.json`.
     """
+    # Every value is checked before the run directory is touched.
+    validate_config(config)
     workdir = Path(workdir)
+    start = StartUndo(workdir)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RunDirectoryError(f"cannot create the run directory {workdir}: {e}") from None
     lock = RunLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
-    with lock, StopSignals() as stop:
-        return _train_and_evaluate(config, workdir, split, stop)
+    try:
+        with lock, StopSignals() as stop:
+            start.arm()
+            return _train_and_evaluate(config, workdir, split, stop)
+    except BaseException:
+        # A start refused before its first checkpoint leaves a new directory as it was.
+        if jax.process_index() == 0:
+            start.undo()
+        raise
 
 
 def _train_and_evaluate(
@@ -191,10 +208,13 @@ def _evaluate_best(session: Session) -> dict[str, Any]:
     Returns:
       {"valid", "test" (absent without a test part), "best_step", "best_epoch"}.
     """
-    best_step = session.ckpt.best_step()
-    if best_step is None:
+    scored = session.ckpt.steps_by_metric()
+    if not scored:
         raise TrainingError("no checkpoint with validation metrics was saved")
-    best_state, best_meta = session.ckpt.restore(best_step, session.abstract_state)
+    # The best intact one: a corrupt best is skipped with a warning.
+    best_step, best_state, best_meta = session.ckpt.restore_intact(
+        session.abstract_state, steps=scored
+    )
     results: dict[str, Any] = {"valid": evaluate(session, best_state.params, "valid")}
     if "test" in session.task.parts:
         test = evaluate(session, best_state.params, "test")

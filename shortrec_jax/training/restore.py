@@ -42,7 +42,11 @@ class TrainedRun:
 
 
 def load_run(workdir: str | Path, *, which: str = "best") -> TrainedRun:
-    """Restores the best (or latest) checkpoint of a run directory.
+    """Restores the best (or latest) intact checkpoint of a run directory.
+
+    A checkpoint that cannot be read, or whose arrays or meta no longer match the checksums
+    recorded when it was saved, is skipped with a one-line warning; "best" then tries the
+    next best by the metric, then the newest intact one.
 
     Args:
       workdir: a directory written by `train_and_evaluate`.
@@ -67,9 +71,13 @@ def load_run(workdir: str | Path, *, which: str = "best") -> TrainedRun:
         workdir, keep=config.checkpoint.keep, best_metric=task.best_metric, best_mode=task.best_mode
     )
     try:
-        steps = ckpt.steps_by_metric() if which == "best" else None
-        if not (ckpt.all_steps() if steps is None else steps):
+        newest_first = sorted(ckpt.all_steps(), reverse=True)
+        if not newest_first:
             raise FileNotFoundError(f"{workdir} has no complete checkpoint")
+        steps = newest_first
+        if which == "best":
+            scored = ckpt.steps_by_metric()
+            steps = scored + [s for s in newest_first if s not in scored]
         # The optimiser only shapes the restore target; its schedule length does not matter.
         tx = make_optimizer(config.train, total_steps=1)
         part = Partitioner(jax.devices()[:1])
@@ -77,8 +85,8 @@ def load_run(workdir: str | Path, *, which: str = "best") -> TrainedRun:
             jax.eval_shape(lambda k: TrainState.create(task.init_params(k), tx), jax.random.key(0)),
             part.replicated,
         )
-        # A corrupt checkpoint is skipped with a warning (and left where it is): the best
-        # intact one by the metric, or the newest intact one, is used instead.
+        # A corrupt checkpoint is skipped with a warning (and left where it is): the next
+        # best by the metric is tried, then the newest intact one.
         step, state, _ = ckpt.restore_intact(abstract, steps=steps)
     finally:
         ckpt.close()

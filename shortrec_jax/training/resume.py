@@ -1,8 +1,9 @@
 """Checkpoints of the training loop: which config changes a resume accepts, the state a run
 starts from, and the two kinds of save (end of epoch, mid-epoch).
 
-Resume order at start-up: restore the latest complete checkpoint of the run directory if
-there is one, otherwise initialise from the seed (see `checkpoint.py`).
+Resume order at start-up: restore the newest intact checkpoint of the run directory if there
+is one (corrupt newer ones are moved aside with a warning), otherwise initialise from the
+seed (see `checkpoint.py`).
 """
 
 from __future__ import annotations
@@ -76,15 +77,16 @@ def restore_or_init(
     init_fn: Callable[[jax.Array], TrainState],
     init_rng: jax.Array,
 ) -> tuple[TrainState, dict[str, Any]]:
-    """The state and loop metadata to start from: the latest checkpoint's, or fresh ones.
+    """The state and loop metadata to start from: the newest intact checkpoint's (corrupt
+    newer ones are moved aside with a warning), or fresh ones.
 
     Returns:
       (state placed on the devices, meta: {"epoch", "best", "best_epoch", "bad_epochs"}).
     """
     meta: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0}
-    latest = ckpt.latest_step()
-    if latest is not None:
-        return ckpt.restore(latest, abstract_state)
+    restored = ckpt.restore_intact(abstract_state, set_aside=True)
+    if restored is not None:
+        return restored[1], restored[2]
     return partitioner.init_state(init_fn, init_rng), meta
 
 
