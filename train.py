@@ -65,12 +65,19 @@ def main(argv: list[str]) -> None:
     elif _DISTRIBUTED.value:
         initialize_distributed(_COORDINATOR.value or None)
 
-    from shortrec_jax.training.guards import TrainingInterrupted
-    from shortrec_jax.training.loop import train_and_evaluate
+    from shortrec_jax.training.checkpoint import CheckpointError
+    from shortrec_jax.training.config_checks import ConfigError
+    from shortrec_jax.training.guards import (
+        RunDirectoryError,
+        TrainingInterrupted,
+        one_line_background_errors,
+    )
+    from shortrec_jax.training.loop import TrainingError, train_and_evaluate
 
     # Orbax logs every save at INFO; --verbosity=0 brings that back.
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+        one_line_background_errors()
 
     try:
         train_and_evaluate(_CONFIG.value, _WORKDIR.value)
@@ -78,6 +85,9 @@ def main(argv: list[str]) -> None:
         print(e, file=sys.stderr)
         # The shell's convention for a process ended by a signal: 128 + its number.
         sys.exit(128 + int(signal.Signals[e.signal_name]))
+    except (CheckpointError, ConfigError, RunDirectoryError, TrainingError) as e:
+        # Errors the user can act on: their message is the whole report.
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -18,13 +18,16 @@ from typing import Any
 import jax
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ml_collections import ConfigDict
 
 from shortrec_jax.training.checkpoint import CORRUPT_DIR, CheckpointError
-from shortrec_jax.training.config_checks import ConfigError
+from shortrec_jax.training.config_checks import RULES, ConfigError, validate_config
 from shortrec_jax.training.guards import RunDirectoryError
 from shortrec_jax.training.loop import train_and_evaluate
 from shortrec_jax.training.restore import load_run
+from tests.test_fuzz import _train_py
 from tests.test_reliability import _assert_same_run, _checkpoint_steps, _restore_latest
 from tests.test_train_ctr import small_config
 
@@ -162,8 +165,11 @@ def test_a_failed_asynchronous_save_stops_the_run_at_the_next_step(tmp_path, mon
         train_and_evaluate(config, tmp_path)
     message = str(info.value)
     assert "\n" not in message
-    assert "failed (OSError: [Errno 28] No space left on device)" in message
-    assert f"the last complete checkpoint is {tmp_path / 'checkpoints' / '4'}" in message
+    assert message == (
+        f"saving a checkpoint in {tmp_path / 'checkpoints'} failed (no space left on the "
+        f"device); the last complete checkpoint is {tmp_path / 'checkpoints' / '4'}; free "
+        f"space on the device holding {tmp_path} and run the same command to resume"
+    )
     complete, _ = _checkpoint_steps(tmp_path / "checkpoints")
     assert complete == [4]
     # The failed save of step 8 is noticed within a few steps, not at the end of the epoch.
@@ -221,3 +227,43 @@ def test_a_refused_start_leaves_the_directory_as_it_was_and_the_fix_then_runs(
     monkeypatch.undo()
     results = train_and_evaluate(_config(), workdir)
     assert results["best_step"] == 16
+
+
+@pytest.mark.parametrize(
+    ("flag", "line"),
+    [
+        ("--config.train.num_epochs=0", "error: config train.num_epochs=0 is invalid"),
+        ("--config.model.dropout=1.5", "error: config model (xdeepfm): dropout must be in"),
+    ],
+)
+def test_train_py_refuses_a_bad_value_in_one_line_and_writes_nothing(tmp_path, flag, line):
+    done = _train_py(tmp_path, flag)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(line), done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    key=st.sampled_from(sorted(RULES)),
+    value=st.one_of(
+        st.integers(-3, 3),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.booleans(),
+        st.text(max_size=5),
+        st.lists(st.floats(0, 1), max_size=4),
+    ),
+)
+def test_any_config_value_passes_or_is_one_config_error_naming_its_key(key, value):
+    config = _config()
+    section, field = key.split(".") if "." in key else (None, key)
+    target = config if section is None else config[section]
+    if field not in target:
+        return
+    with target.ignore_type():
+        target[field] = value
+    try:
+        validate_config(config)
+    except ConfigError as e:
+        assert str(e).startswith(f"config {key}="), str(e)

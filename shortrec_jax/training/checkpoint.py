@@ -22,6 +22,7 @@ steps whose bytes were overwritten in place are thereby never trained on or serv
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -39,6 +40,10 @@ PyTree = Any
 # Where a resumed run moves the checkpoints it found corrupt (beside "checkpoints", which
 # must list only steps that can be saved again).
 CORRUPT_DIR = "corrupt_checkpoints"
+
+
+# How a failed save caused by a full disk is reported.
+_NO_SPACE = "no space left on the device"
 
 
 class CheckpointError(RuntimeError):
@@ -257,26 +262,19 @@ class Checkpointer:
 
     def _save_failure(self, error: BaseException) -> str:
         """The one line that reports a failed save (also kept in `self.failure`)."""
-        cause = error
-        # The OSError that started it (e.g. ENOSPC) says most; Orbax wraps it.
-        while cause.__cause__ is not None or cause.__context__ is not None:
-            if isinstance(cause, OSError):
-                break
-            cause = cause.__cause__ or cause.__context__
-        reason = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else ""
-        reason = f"{type(cause).__name__}: {reason}" if reason else type(cause).__name__
+        reason = _failure_reason(error)
         with contextlib.suppress(Exception):
             self.manager.reload()
         steps = self.all_steps()
         last = (
             f"the last complete checkpoint is {self.directory / str(max(steps))}"
             if steps
-            else ("no checkpoint was completed")
+            else "no checkpoint was completed"
         )
-        self.failure = (
-            f"saving a checkpoint in {self.directory} failed ({reason}); {last}. Free space on "
-            "the device holding the run directory and run the same command to resume"
-        )
+        fix = "run the same command to resume"
+        if reason == _NO_SPACE:
+            fix = f"free space on the device holding {self.directory.parent} and {fix}"
+        self.failure = f"saving a checkpoint in {self.directory} failed ({reason}); {last}; {fix}"
         return self.failure
 
     def wait(self) -> None:
@@ -298,6 +296,23 @@ class Checkpointer:
             return
         with contextlib.suppress(Exception):
             self.manager.close()
+
+
+def _failure_reason(error: BaseException) -> str:
+    """The cause of a failed save in a few words: a full disk by name (Orbax and TensorStore
+    wrap ENOSPC in errors of other kinds, with long paths), else the first line of the
+    innermost error."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for e in chain:
+        if getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e):
+            return _NO_SPACE
+    text = str(chain[-1]).strip()
+    first = text.splitlines()[0][:200] if text else ""
+    return f"{type(chain[-1]).__name__}: {first}" if first else type(chain[-1]).__name__
 
 
 def state_checksums(state: PyTree) -> dict[str, str]:

@@ -8,6 +8,8 @@
   same kind stops at once, with the default behaviour.
 - `check_writable`: fails before training when the run directory cannot be written or the
   disk lacks room for the checkpoints.
+- `one_line_background_errors`: Orbax's background threads log each failed write with its
+  traceback (hundreds of lines when the disk fills); the loop reports the cause in one line.
 - `StartUndo`: a start that fails before it saved any checkpoint in a new (or empty) run
   directory removes what it wrote there, so the corrected command starts cleanly.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import re
 import shutil
@@ -169,3 +172,26 @@ class StartUndo:
     def _has_checkpoint(self) -> bool:
         ckpt = self.workdir / "checkpoints"
         return ckpt.is_dir() and any(re.fullmatch(r"\d+", p.name) for p in ckpt.iterdir())
+
+
+class _FirstLineOnly(logging.Filter):
+    """Keeps a record's message and drops its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        return True
+
+
+def one_line_background_errors() -> None:
+    """Logs errors of Orbax's writer threads and of asyncio's tasks without tracebacks.
+
+    When the disk fills during an asynchronous save, every array's writer logs its own
+    traceback and asyncio logs each failed task again at exit; the loop stops with one line
+    naming the cause and the last intact checkpoint, so the tracebacks are noise.
+    """
+    for name in ("absl", "asyncio"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _FirstLineOnly) for f in logger.filters):
+            logger.addFilter(_FirstLineOnly())
