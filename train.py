@@ -67,12 +67,13 @@ def main(argv: list[str]) -> None:
 
     from shortrec_jax.training.checkpoint import CheckpointError
     from shortrec_jax.training.config_checks import ConfigError
+    from shortrec_jax.training.epoch import TrainingError
     from shortrec_jax.training.guards import (
         RunDirectoryError,
         TrainingInterrupted,
         one_line_background_errors,
     )
-    from shortrec_jax.training.loop import TrainingError, train_and_evaluate
+    from shortrec_jax.training.loop import train_and_evaluate
 
     # Orbax logs every save at INFO; --verbosity=0 brings that back.
     if not flags.FLAGS["verbosity"].present:

@@ -4,8 +4,10 @@ Layout of a run directory:
   config.json        the full config of the run (written once, atomically)
   encoders/          what the model family needs to turn raw data into model inputs again
                      (feature encoder, vocabulary sizes), written once, atomically
-  checkpoints/<step> one Orbax checkpoint per saved step: "state" (TrainState) and "meta"
-                     (JSON: epoch, metrics, best so far, early-stopping counter)
+  checkpoints/<step> one Orbax checkpoint per saved step: "state" (TrainState), "meta"
+                     (JSON: epoch, metrics, best so far, early-stopping counter) and
+                     "checksums" (JSON: of every array of the state and of the meta)
+  corrupt_checkpoints/<step>  steps a resumed run found corrupt and moved aside
   metrics.jsonl      one JSON object per logged event; events.out.tfevents.* for TensorBoard
 
 Resume order at start-up: restore the newest intact checkpoint if there is one (Orbax writes
@@ -40,8 +42,6 @@ PyTree = Any
 # Where a resumed run moves the checkpoints it found corrupt (beside "checkpoints", which
 # must list only steps that can be saved again).
 CORRUPT_DIR = "corrupt_checkpoints"
-
-
 # How a failed save caused by a full disk is reported.
 _NO_SPACE = "no space left on the device"
 
