@@ -216,7 +216,7 @@ def _valid_text_id(raw: str) -> bool:
         max_size=6,
     )
 )
-def test_delimited_text_ids_and_ratings_load_exactly_as_written(rows):
+def test_delimited_text_ids_and_ratings_load_as_written_less_surrounding_whitespace(rows):
     text = "".join(f"{u},{i},{r!r}\n" for u, i, r in rows)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "log.csv"
@@ -226,6 +226,10 @@ def test_delimited_text_ids_and_ratings_load_exactly_as_written(rows):
                 path, columns=("user", "item", "rating"), delimiter=",", duplicates="keep"
             )
         )
+    # As loaded: a byte-order mark at the start of the file is dropped, and the whitespace
+    # around every id.
+    rows = [(u.removeprefix("\ufeff") if k == 0 else u, i, r) for k, (u, i, r) in enumerate(rows)]
+    rows = [(u.strip(), i.strip(), r) for u, i, r in rows]
     valid = all(
         _valid_text_id(u) and _valid_text_id(i) and abs(r) <= float(np.finfo(np.float32).max)
         for u, i, r in rows
