@@ -172,6 +172,14 @@ def _validate_model(config: ConfigDict) -> None:
     if "max_len" in fields and "max_len" not in values and "max_len" in config.get("data", {}):
         values["max_len"] = config.data.max_len
     stand_ins = {k: v for k, v in _STAND_INS.items() if k in fields and k not in values}
+    required = {
+        k
+        for k, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    if required - set(values) - set(stand_ins):
+        # A size this check has no stand-in for: the task checks the model when it builds it.
+        return
     try:
         entry.config(**values, **stand_ins)
     except (TypeError, ValueError) as e:
