@@ -9,7 +9,7 @@ import pytest
 
 from shortrec_jax.data import load
 from shortrec_jax.data.splits import leave_one_out, random_split, subsample
-from shortrec_jax.evaluation.deep import BERT4RecMethod, CTRMethod
+from shortrec_jax.evaluation.deep import CTRMethod, SequenceMethod
 from shortrec_jax.evaluation.registry import make_method
 
 TINY_CTR = {
@@ -72,7 +72,7 @@ def test_bert4rec_method_scores_from_everything_fit_saw(tmp_path, small_data):
     split = leave_one_out(small_data)
     config = {"train_config": "configs/bert4rec_ml100k.py", "overrides": TINY_B4R}
     method = make_method("bert4rec", config, seed=0, workdir=tmp_path)
-    assert isinstance(method, BERT4RecMethod)
+    assert isinstance(method, SequenceMethod)
     method.fit(split.train, split.valid)
     users = np.unique(split.test.users)[:7]
     scores = method.score_all(users)

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 from ml_collections import ConfigDict
+from shortrec_jax.training.restore import load_run
 
 from configs import full_ranking_ml100k, loo_ml100k, paper_fig6
 from shortrec_jax import overrides
@@ -19,7 +20,6 @@ from shortrec_jax.data.auto_fields import resolve_ctr_fields
 from shortrec_jax.data.side_files import SideFile, attach_side_file, load_configured
 from shortrec_jax.evaluation import run as evaluate
 from shortrec_jax.training.loop import train_and_evaluate
-from shortrec_jax.training.restore import load_run
 from tests import own_data
 from tests.test_train_bert4rec import small_config as bert4rec_config
 from tests.test_train_ctr import ROOT, SMALL

@@ -9,7 +9,6 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
@@ -37,8 +36,7 @@ from shortrec_jax.pipeline.recall import (
 )
 from shortrec_jax.pipeline.rerank import MMR, CategoryCap, Exclusion, NoveltyBoost, Reranker
 from shortrec_jax.recommend import format_table, parse_demographics
-from shortrec_jax.training.restore import TrainedRun
-from shortrec_jax.training.tasks import make_task
+from shortrec_jax.training.run import TrainedRun, untrained_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CTR = {
@@ -63,9 +61,7 @@ def untrained_sequence_run(data: Dataset, workdir: Path) -> TrainedRun:
     (encoders / "sequences.json").write_text(
         json.dumps({"num_items": len(item_ids), "item_ids": item_ids})
     )
-    task = make_task(config)
-    task.restore(workdir)
-    return TrainedRun(workdir, config, task, task.init_params(jax.random.key(0)), step=0)
+    return untrained_run(workdir, config)
 
 
 @pytest.fixture(scope="module")

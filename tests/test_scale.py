@@ -27,7 +27,7 @@ from shortrec_jax.training.logger import read_jsonl
 from shortrec_jax.training.loop import train_and_evaluate
 from shortrec_jax.training.optim import make_optimizer
 from shortrec_jax.training.parallel import Partitioner
-from shortrec_jax.training.restore import load_run
+from shortrec_jax.training.run import load_run
 from shortrec_jax.training.steps import TrainState, make_eval_step, make_train_step
 from shortrec_jax.training.tasks import ClozeTask, CTRTask
 from tests.test_train_bert4rec import small_config as bert4rec_small_config

@@ -8,7 +8,6 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-import jax
 import pytest
 
 pytest.importorskip("fastapi", reason="the HTTP service needs the `serve` extra")
@@ -22,8 +21,7 @@ from shortrec_jax.data.splits import subsample
 from shortrec_jax.evaluation.registry import load_config_file, merge_overrides
 from shortrec_jax.pipeline import Recommender
 from shortrec_jax.pipeline.service import background_server, create_app
-from shortrec_jax.training.restore import TrainedRun
-from shortrec_jax.training.tasks import make_task
+from shortrec_jax.training.run import untrained_run
 
 TINY_CTR = {"model": {"embed_dim": 4, "cin_layers": (8, 8), "mlp_layers": (16,)}}
 # Seconds a request on the real server may take before the test fails.
@@ -40,9 +38,7 @@ def service(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ranker")
     fields = resolve_ctr_fields(config.data, data)
     FeatureEncoder.fit(data, fields).save(workdir / "encoders" / "features.json")
-    task = make_task(config)
-    task.restore(workdir)
-    run = TrainedRun(workdir, config, task, task.init_params(jax.random.key(0)), step=0)
+    run = untrained_run(workdir, config)
     rec = Recommender(data, ranker_run=run)
     app = create_app(rec)
     return {"rec": rec, "app": app, "client": TestClient(app)}

@@ -12,7 +12,7 @@ from shortrec_jax.data.splits import leave_one_out
 from shortrec_jax.training.loop import train_and_evaluate
 from shortrec_jax.training.optim import make_optimizer
 from shortrec_jax.training.parallel import Partitioner, pmap_step
-from shortrec_jax.training.restore import load_run
+from shortrec_jax.training.run import load_run
 from shortrec_jax.training.steps import TrainState, make_train_step
 from shortrec_jax.training.tasks import ClozeTask, sample_negatives
 
@@ -133,7 +133,7 @@ def test_train_bert4rec_end_to_end_on_8_devices_and_restore(tmp_path):
     assert results["test"]["sampled100_pop/hr@10"] >= results["test"]["hr@10"]
     assert 0.0 <= results["test"]["ndcg@10"] <= results["test"]["hr@10"] <= 1.0
     run = load_run(tmp_path)
-    assert run.task.num_items == 1682
+    assert run.vocabulary.num_items == 1682
     assert run.step == results["best_step"]
 
 

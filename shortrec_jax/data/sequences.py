@@ -1,7 +1,7 @@
 """Per-user item sequences for BERT4Rec: training windows, cloze masks and evaluation inputs.
 
-Sequence ids: item index + 1, so that 0 is padding (`PAD_ID`); the mask token is
-num_items + 1 (`SequenceData.mask_id`), and the model's item vocabulary has num_items + 2 ids.
+Sequence ids follow `shortrec_jax.vocabulary.ItemVocabulary`: item index + 1, so that 0 is
+padding (`PAD_ID`); the mask token is num_items + 1, and a model embeds num_items + 2 ids.
 Sequences are left-padded: the most recent item is always in the last column, where
 `eval_inputs` puts the mask token the model predicts.
 
@@ -21,8 +21,8 @@ import numpy as np
 from shortrec_jax.data.batching import epoch_rng
 from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.splits import Split, concat
+from shortrec_jax.vocabulary import PAD_ID, ItemVocabulary
 
-PAD_ID = 0
 # `epoch_rng` stream of the cloze masks (the batch order uses another).
 CLOZE_STREAM = 1
 # BERT's replacement of the chosen positions: 80% mask token, 10% a random item, 10% unchanged.
@@ -77,14 +77,18 @@ class SequenceData:
         return int(self.offsets.size - 1)
 
     @property
+    def vocabulary(self) -> ItemVocabulary:
+        return ItemVocabulary(self.num_items)
+
+    @property
     def mask_id(self) -> int:
         """The mask token, num_items + 1."""
-        return self.num_items + 1
+        return self.vocabulary.mask_id
 
     @property
     def vocab_size(self) -> int:
         """Ids the model embeds: padding, the items and the mask token (num_items + 2)."""
-        return self.num_items + 2
+        return self.vocabulary.size
 
     def lengths(self) -> np.ndarray:
         """[U] int64, each user's number of interactions."""

@@ -1,9 +1,9 @@
 """The deep models as `Method`s: trained by the project's trainer, scored on device.
 
-`CTRMethod` wraps xDeepFM and Wide & Deep, `BERT4RecMethod` wraps BERT4Rec. `fit` trains
-with `train_and_evaluate` on the split it is given (so evaluate.py compares every method on
-the same splits and seeds), then scores with that run's encoders; a finished run directory
-can be scored without training (`from_run`).
+`CTRMethod` wraps xDeepFM and Wide & Deep, `SequenceMethod` wraps the next-item models
+(BERT4Rec). `fit` trains with `train_run` on the split it is given (so evaluate.py compares
+every method on the same splits and seeds), then scores through that run's scorer; a finished
+run directory can be scored without training (`from_run`).
 """
 
 from __future__ import annotations
@@ -11,32 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 from ml_collections import ConfigDict
 
 from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.sequences import SequenceData
-from shortrec_jax.data.splits import Split, concat, leave_one_out, random_split
+from shortrec_jax.data.splits import concat
 from shortrec_jax.interface import Method
-from shortrec_jax.io import run_directory
-from shortrec_jax.models.bert4rec import next_item_scores
-from shortrec_jax.training.restore import TrainedRun, load_run
-
-PyTree = Any
-
-
-def validation_split(train: Dataset, valid: Dataset | None, fraction: float, seed: int) -> Split:
-    """The (train, valid) parts a trainer needs: `valid`, or a seeded share of `train`.
-
-    Protocols such as the study's 80/20 split have no validation part; early stopping and
-    the choice of the best checkpoint then use `fraction` of the training interactions, which
-    the model does not train on.
-    """
-    if valid is not None:
-        return Split(train=train, valid=valid, test=None, protocol="given")
-    inner = random_split(train, (1.0 - fraction, fraction), seed=seed)
-    return Split(train=inner.train, valid=inner.test, test=None, protocol=inner.protocol)
+from shortrec_jax.training.run import TrainedRun, load_run, train_run
+from shortrec_jax.training.scorers import CTRScorer, SequenceScorer
 
 
 class CTRMethod(Method):
@@ -68,6 +51,7 @@ class CTRMethod(Method):
         self.valid_fraction = valid_fraction
         self.score_batch = score_batch
         self.run: TrainedRun | None = None
+        self.scorer: CTRScorer | None = None
         self.side: Dataset | None = None
         self.results: dict[str, Any] = {}
 
@@ -81,22 +65,15 @@ class CTRMethod(Method):
         return method
 
     def fit(self, train: Dataset, valid: Dataset | None = None) -> CTRMethod:
-        from shortrec_jax.training.loop import train_and_evaluate
-
-        split = validation_split(train, valid, self.valid_fraction, self.config.seed)
-        with run_directory(self.workdir, prefix=f"{self.name}-") as workdir:
-            self.results = train_and_evaluate(self.config, workdir, split=split)
-            self._attach(load_run(workdir), train)
+        run, self.results = train_run(
+            self.config, self.workdir, train, valid, valid_fraction=self.valid_fraction
+        )
+        self._attach(run, train)
         return self
 
     def _attach(self, run: TrainedRun, side: Dataset) -> None:
         self.run, self.side = run, side
-        model = run.task.model
-        self._predict = jax.jit(
-            lambda params, batch: jax.nn.sigmoid(
-                model.apply({"params": params}, batch, train=False)
-            )
-        )
+        self.scorer = CTRScorer(run, self.score_batch)
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """P(positive) of each (user, candidate) pair.
@@ -107,21 +84,12 @@ class CTRMethod(Method):
         Returns:
           [B, C] float32.
         """
-        if self.run is None or self.side is None:
+        if self.scorer is None or self.side is None:
             raise RuntimeError(f"{self.name}: call fit() (or from_run) before scoring")
         users = np.asarray(users)
         items = np.asarray(items)
         flat_users = np.repeat(users, items.shape[1])
-        flat_items = items.reshape(-1)
-        out = np.empty(flat_items.shape[0], dtype=np.float32)
-        encoder = self.run.task.encoder
-        n, chunk = flat_items.shape[0], self.score_batch
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            idx = np.arange(start, start + chunk)
-            idx[stop - start :] = start  # pad the last chunk: one shape, one compilation
-            batch = encoder.encode_pairs(flat_users[idx], flat_items[idx], self.side)
-            out[start:stop] = np.asarray(self._predict(self.run.params, batch))[: stop - start]
+        out = self.scorer.score_pairs(flat_users, items.reshape(-1), self.side)
         return out.reshape(items.shape)
 
     def score_all(self, users: np.ndarray) -> np.ndarray:
@@ -132,8 +100,9 @@ class CTRMethod(Method):
         return self.score(users, items)
 
 
-class BERT4RecMethod(Method):
-    """BERT4Rec as a recommendation method: next-item scores after each user's history.
+class SequenceMethod(Method):
+    """A next-item model (BERT4Rec) as a recommendation method: its scores after each
+    user's history.
 
     `fit(train, valid)` trains on `train` (validating on `valid`, or, without one, on each
     user's last training item, held out by time); the history it scores from is everything
@@ -146,59 +115,39 @@ class BERT4RecMethod(Method):
       score_batch: users per scoring call (one shape, one compilation).
     """
 
-    name = "bert4rec"
-
     def __init__(
         self, train_config: ConfigDict, workdir: str | Path | None = None, *, score_batch: int = 256
     ) -> None:
+        self.name = train_config.model.name
         self.config = train_config
         self.workdir = Path(workdir) if workdir is not None else None
         self.score_batch = score_batch
         self.run: TrainedRun | None = None
+        self.scorer: SequenceScorer | None = None
         self.history: SequenceData | None = None
         self.results: dict[str, Any] = {}
 
     @classmethod
-    def from_run(cls, workdir: str | Path, history: Dataset, **options: Any) -> BERT4RecMethod:
+    def from_run(cls, workdir: str | Path, history: Dataset, **options: Any) -> SequenceMethod:
         """A method from a finished run directory; `history` gives each user's sequence."""
         run = load_run(workdir)
         method = cls(run.config, workdir, **options)
         method._attach(run, history)
         return method
 
-    def fit(self, train: Dataset, valid: Dataset | None = None) -> BERT4RecMethod:
-        from shortrec_jax.training.loop import train_and_evaluate
-
-        if valid is None:
-            inner = leave_one_out(train, with_valid=False)
-            split = Split(train=inner.train, valid=inner.test, test=None, protocol=inner.protocol)
-        else:
-            split = Split(train=train, valid=valid, test=None, protocol="given")
-        with run_directory(self.workdir, prefix="bert4rec-") as workdir:
-            self.results = train_and_evaluate(self.config, workdir, split=split)
-            run = load_run(workdir)
-        seen = train if valid is None else concat([train, valid])
-        self._attach(run, seen)
+    def fit(self, train: Dataset, valid: Dataset | None = None) -> SequenceMethod:
+        run, self.results = train_run(self.config, self.workdir, train, valid)
+        self._attach(run, train if valid is None else concat([train, valid]))
         return self
 
     def _attach(self, run: TrainedRun, history: Dataset) -> None:
         self.run = run
+        self.scorer = SequenceScorer(run, self.score_batch)
         self.history = SequenceData.from_dataset(history)
-        model = run.task.model
-        self._scores = jax.jit(lambda params, inputs: next_item_scores(model, params, inputs))
 
     def score_all(self, users: np.ndarray) -> np.ndarray:
         """[B, I] next-item scores (logits) of every item for each of `users` ([B])."""
-        if self.run is None or self.history is None:
-            raise RuntimeError("bert4rec: call fit() (or from_run) before scoring")
-        users = np.asarray(users)
-        max_len = self.run.config.data.max_len
-        out = np.empty((users.size, self.run.task.num_items), dtype=np.float32)
-        chunk = self.score_batch
-        for start in range(0, users.size, chunk):
-            stop = min(start + chunk, users.size)
-            rows = np.arange(start, start + chunk)
-            rows[stop - start :] = start  # pad the last chunk: one shape, one compilation
-            inputs = self.history.eval_inputs(users[rows], max_len)
-            out[start:stop] = np.asarray(self._scores(self.run.params, inputs))[: stop - start]
-        return out
+        if self.scorer is None or self.history is None:
+            raise RuntimeError(f"{self.name}: call fit() (or from_run) before scoring")
+        inputs = self.history.eval_inputs(np.asarray(users), self.scorer.max_len)
+        return self.scorer.score_inputs(inputs)

@@ -18,12 +18,12 @@ from typing import Any
 from ml_collections import ConfigDict
 
 from shortrec_jax.baselines import BASELINES
-from shortrec_jax.evaluation.deep import BERT4RecMethod, CTRMethod
+from shortrec_jax.evaluation.deep import CTRMethod, SequenceMethod
 from shortrec_jax.interface import Method
 from shortrec_jax.pipeline.method import PIPELINE_METHODS, make_pipeline_method
 
 ROOT = Path(__file__).resolve().parents[2]
-DEEP_METHODS = {"xdeepfm": CTRMethod, "widedeep": CTRMethod, "bert4rec": BERT4RecMethod}
+DEEP_METHODS = {"xdeepfm": CTRMethod, "widedeep": CTRMethod, "bert4rec": SequenceMethod}
 METHOD_NAMES = (*BASELINES, *DEEP_METHODS, *PIPELINE_METHODS)
 
 

@@ -3,7 +3,7 @@
 Sun et al., "BERT4Rec: Sequential Recommendation with Bidirectional Encoder Representations
 from Transformer", CIKM 2019; section 2.2, Eqs. 3-6 and Fig. 5 of the study (Cao, IJCSIT 2024).
 
-Vocabulary (shared with `shortrec_jax.data.sequences`): item index i is id i + 1, id 0 is
+Vocabulary (`shortrec_jax.vocabulary.ItemVocabulary`): item index i is id i + 1, id 0 is
 padding and id `num_items + 1` is the mask token, so the input vocabulary has `num_items + 2`
 ids. Sequences are left-padded `[B, L]` int32 with the most recent item at the right end; to
 predict the next item the mask token is appended after the history.
@@ -40,6 +40,8 @@ from typing import Any, Literal
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from shortrec_jax.vocabulary import ItemVocabulary
 
 _COMPUTE_DTYPES = ("float32", "bfloat16")
 _ATTENTION_IMPLEMENTATIONS = (None, "xla", "cudnn")
@@ -118,12 +120,12 @@ class BERT4RecConfig:
     @property
     def vocab_size(self) -> int:
         """Input/output vocabulary V = num_items + 2 (pad, items, mask)."""
-        return self.num_items + 2
+        return ItemVocabulary(self.num_items).size
 
     @property
     def mask_id(self) -> int:
         """The cloze mask token's id, num_items + 1."""
-        return self.num_items + 1
+        return ItemVocabulary(self.num_items).mask_id
 
     @property
     def compute_dtype(self) -> jnp.dtype:

@@ -28,11 +28,11 @@ from ml_collections import ConfigDict
 
 from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.splits import concat
-from shortrec_jax.evaluation.deep import BERT4RecMethod, CTRMethod
 from shortrec_jax.interface import Method
 from shortrec_jax.io import run_directory
 from shortrec_jax.pipeline.config import STAGES, PipelineConfig
 from shortrec_jax.pipeline.recommender import Recommender
+from shortrec_jax.training.run import train_run
 
 #: Evaluation names -> the stages each runs (an entry's "stages" field may override it).
 PIPELINE_METHODS = {
@@ -105,11 +105,10 @@ class PipelineMethod(Method):
         ranker_run = sequence_run = None
         with run_directory(self.workdir, prefix=f"{self.name}-") as workdir:
             if self.pipeline.stages != "recall":
-                ranker = CTRMethod(self.ranker_config, workdir / "ranker").fit(train, valid)
-                ranker_run = ranker.run
+                ranker_run, _ = train_run(self.ranker_config, workdir / "ranker", train, valid)
             if self.sequence_config is not None and self.pipeline.recall.sequence_quota:
-                sequence = BERT4RecMethod(self.sequence_config, workdir / "sequence")
-                sequence_run = sequence.fit(train, valid).run
+                sequence = self.sequence_config
+                sequence_run, _ = train_run(sequence, workdir / "sequence", train, valid)
         seen = train if valid is None else concat([train, valid])
         self.recommender = Recommender(
             seen, self.pipeline, ranker_run=ranker_run, sequence_run=sequence_run

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import jax
 import numpy as np
 
 from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.fields import USER_ID
-from shortrec_jax.training.restore import TrainedRun
+from shortrec_jax.training.run import TrainedRun
+from shortrec_jax.training.scorers import CTRScorer
 
 
 class UnknownDemographicError(ValueError):
@@ -37,13 +37,10 @@ class Ranker:
     """
 
     def __init__(self, run: TrainedRun, side: Dataset, batch_size: int) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} must be >= 1")
         self.run = run
+        self.scorer = CTRScorer(run, batch_size)
         self.side = side
-        self.batch_size = batch_size
-        encoder = run.task.encoder
-        self._encoder = encoder
+        encoder = self.scorer.encoder
         cat_fields = encoder.spec.cat_fields
         # Demographic column -> (its column in batch["cat"], first id, sorted vocabulary).
         self._user_columns: dict[str, tuple[int, int, np.ndarray]] = {}
@@ -57,12 +54,6 @@ class Ranker:
                     encoder.offset(spec.name),
                     encoder.vocabulary(spec.name),
                 )
-        model = run.task.model
-        self._predict = jax.jit(
-            lambda params, batch: jax.nn.sigmoid(
-                model.apply({"params": params}, batch, train=False)
-            )
-        )
 
     @property
     def demographic_fields(self) -> tuple[str, ...]:
@@ -71,7 +62,7 @@ class Ranker:
 
     def compilations(self) -> int:
         """How many input shapes the model has been compiled for (1 after the first call)."""
-        return self._predict._cache_size()
+        return self.scorer.compilations()
 
     def check_demographics(self, demographics: Mapping[str, object]) -> None:
         """Raises UnknownDemographicError naming fields the model does not use."""
@@ -101,19 +92,8 @@ class Ranker:
         if items.ndim != 1:
             raise ValueError(f"items must be [C], got shape {items.shape}")
         overrides = self._demographic_ids(demographics or {})
-        out = np.empty(items.size, np.float32)
-        chunk = self.batch_size
-        for start in range(0, items.size, chunk):
-            part = items[start : start + chunk]
-            padded = np.full(chunk, part[0], np.int64)  # pad with a real pair: one shape
-            padded[: part.size] = part
-            batch = self._encoder.encode_pairs(np.full(chunk, user, np.int64), padded, self.side)
-            for column, value in overrides.items():
-                batch["cat"][:, column] = value
-            out[start : start + part.size] = np.asarray(self._predict(self.run.params, batch))[
-                : part.size
-            ]
-        return out
+        users = np.full(items.size, user, np.int64)
+        return self.scorer.score_pairs(users, items, self.side, cat_overrides=overrides)
 
     def _demographic_ids(self, demographics: Mapping[str, object]) -> dict[int, int]:
         """{column of batch["cat"]: global id} of the given demographics."""

@@ -25,7 +25,6 @@ import abc
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-import jax
 import numpy as np
 import scipy.sparse as sp
 from absl import logging
@@ -35,11 +34,10 @@ from shortrec_jax.baselines.item_tokens import item_token_counts, tf_idf
 from shortrec_jax.baselines.similarity import l2_normalize_rows
 from shortrec_jax.data.auto_fields import content_sources
 from shortrec_jax.data.dataset import Dataset
-from shortrec_jax.data.sequences import eval_inputs
 from shortrec_jax.interface import top_k
-from shortrec_jax.models.bert4rec import next_item_scores
 from shortrec_jax.pipeline.config import RecallConfig
-from shortrec_jax.training.restore import TrainedRun
+from shortrec_jax.training.run import TrainedRun
+from shortrec_jax.training.scorers import SequenceScorer
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -221,7 +219,7 @@ class PopularRecaller(Recaller):
 
 
 class SequenceRecaller(Recaller):
-    """BERT4Rec's next-item scores after the request's history (the live one included).
+    """A sequence run's next-item scores after the request's history (the live one included).
 
     The run may have been trained on another load of the data: items are matched by raw id,
     history items the run does not know are left out of its input, and catalogue items it
@@ -233,26 +231,19 @@ class SequenceRecaller(Recaller):
 
     def __init__(self, run: TrainedRun, data: Dataset, quota: int) -> None:
         super().__init__(quota)
-        self.run = run
-        self.max_len = int(run.config.data.max_len)
-        run_ids = run.task.item_ids
-        self.mask_id = run_ids.size + 1
-        index = {str(r): i for i, r in enumerate(run_ids.tolist())}
+        self.scorer = SequenceScorer(run, batch_size=1)
+        index = {str(r): i for i, r in enumerate(run.item_ids.tolist())}
         # Catalogue index -> the run's item index, -1 where the run does not know the item.
         self.to_run = np.array([index.get(str(r), -1) for r in data.item_ids], np.int64)
         self.known = np.flatnonzero(self.to_run >= 0)
-        model = run.task.model
-        self._scores = jax.jit(lambda params, inputs: next_item_scores(model, params, inputs))
 
     def compilations(self) -> int:
         """How many input shapes the model has been compiled for (1 after the first call)."""
-        return self._scores._cache_size()
+        return self.scorer.compilations()
 
     def scores(self, request: RecallRequest) -> np.ndarray:
         run_items = self.to_run[request.history]
-        sequence = run_items[run_items >= 0] + 1  # sequence ids are item index + 1
-        inputs = eval_inputs([sequence], self.max_len, self.mask_id)  # [1, L]
-        logits = np.asarray(self._scores(self.run.params, inputs))[0]  # [I_run]
+        logits = self.scorer.score([run_items[run_items >= 0]])[0]  # [I_run]
         out = np.full(self.to_run.size, -np.inf, np.float32)
         out[self.known] = logits[self.to_run[self.known]]
         return out

@@ -37,7 +37,7 @@ from shortrec_jax.pipeline.config import DEFAULT_K, STAGES, PipelineConfig
 from shortrec_jax.pipeline.rank import Ranker
 from shortrec_jax.pipeline.recall import Candidates, Recall, RecallRequest, SequenceRecaller
 from shortrec_jax.pipeline.rerank import Reranker
-from shortrec_jax.training.restore import TrainedRun, load_run
+from shortrec_jax.training.run import TrainedRun, load_run
 
 RawId = str | int
 
@@ -172,9 +172,7 @@ class Recommender:
         """
         ranker_run = load_run(workdir)
         if data is None:
-            from shortrec_jax.data.side_files import load_configured
-
-            data = load_configured(ranker_run.config.data)
+            data = ranker_run.source_data()
         sequence_run = None if sequence_workdir is None else load_run(sequence_workdir)
         return cls(data, config, ranker_run=ranker_run, sequence_run=sequence_run)
 

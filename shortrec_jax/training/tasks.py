@@ -29,6 +29,7 @@ from shortrec_jax.evaluation.metrics import auc, logloss, rank_metrics_from_rank
 from shortrec_jax.io import write_json_atomic
 from shortrec_jax.models import MODELS
 from shortrec_jax.models.bert4rec import BERT4Rec, cloze_loss, next_item_scores
+from shortrec_jax.vocabulary import ItemVocabulary
 
 PyTree = Any
 
@@ -91,6 +92,7 @@ class CTRTask:
         optional.
     """
 
+    family = "ctr"
     best_metric = "auc"
     best_mode = "max"
     #: the vocabulary-sized tables, split by rows over the "model" mesh axis.
@@ -194,6 +196,10 @@ class CTRTask:
         logits = self.model.apply({"params": params}, batch, train=False)
         return jax.nn.sigmoid(logits), self._sums(logits, batch)
 
+    def probabilities(self, params: PyTree, batch: PyTree) -> jax.Array:
+        """[N] float32 P(positive) of an encoded batch (a `TrainedRun`'s predict)."""
+        return jax.nn.sigmoid(self.model.apply({"params": params}, batch, train=False))
+
     def eval_batches(
         self, part: str, batch_size: int, num_shards: int, process_rows: slice | None = None
     ) -> Iterator[dict[str, np.ndarray]]:
@@ -226,6 +232,7 @@ class ClozeTask:
         validation part; a test part is optional.
     """
 
+    family = "sequence"
     best_metric = "ndcg@10"
     best_mode = "max"
     #: the catalogue-sized parameters (the tied item table and the output bias), split by
@@ -333,7 +340,7 @@ class ClozeTask:
         inputs, labels, weights = cloze_mask(
             self.windows,
             mask_prob=data.mask_prob,
-            mask_id=self.num_items + 1,
+            mask_id=ItemVocabulary(self.num_items).mask_id,
             rng=cloze_rng(self.config.seed, epoch),
             last_item_prob=data.last_item_prob,
         )
@@ -348,8 +355,12 @@ class ClozeTask:
             process_rows=process_rows,
         )
 
+    def next_item_scores(self, params: PyTree, inputs: jax.Array) -> jax.Array:
+        """[B, I] float32 scores of every item after [B, L] inputs (a `TrainedRun`'s predict)."""
+        return next_item_scores(self.model, params, inputs)
+
     def predict(self, params: PyTree, batch: PyTree) -> tuple[jax.Array, dict[str, jax.Array]]:
-        scores = next_item_scores(self.model, params, batch["inputs"])  # [b, I]
+        scores = self.next_item_scores(params, batch["inputs"])  # [b, I]
         target = jnp.take_along_axis(scores, batch["target"][:, None], axis=1)  # [b, 1]
         # The rank counts the allowed items scored strictly above the held-out one.
         ranks = [jnp.sum((scores > target) & ~batch["seen"], axis=1)]
