@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from shortrec_jax.baselines import ItemCF
+from shortrec_jax.config_files import load_config_file, merge_overrides
 from shortrec_jax.data import Dataset, load
 from shortrec_jax.data.splits import Split, random_split, subsample
 from shortrec_jax.evaluation.deep import CTRMethod
 from shortrec_jax.evaluation.measures import evaluate_full_ranking, evaluate_held_out
-from shortrec_jax.evaluation.registry import load_config_file, merge_overrides
 from shortrec_jax.pipeline import (
     PipelineConfig,
     RecallConfig,

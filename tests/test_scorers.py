@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from shortrec_jax.config_files import load_config_file, merge_overrides
 from shortrec_jax.data import load
 from shortrec_jax.data.features import FeatureEncoder
 from shortrec_jax.data.splits import subsample
-from shortrec_jax.evaluation.registry import load_config_file, merge_overrides
 from shortrec_jax.training.run import untrained_run
 from shortrec_jax.training.scorers import CTRScorer, SequenceScorer
 from shortrec_jax.training.tasks import ctr_fields

@@ -14,11 +14,11 @@ pytest.importorskip("fastapi", reason="the HTTP service needs the `serve` extra"
 
 from fastapi.testclient import TestClient
 
+from shortrec_jax.config_files import load_config_file, merge_overrides
 from shortrec_jax.data import load
 from shortrec_jax.data.auto_fields import resolve_ctr_fields
 from shortrec_jax.data.features import FeatureEncoder
 from shortrec_jax.data.splits import subsample
-from shortrec_jax.evaluation.registry import load_config_file, merge_overrides
 from shortrec_jax.pipeline import Recommender
 from shortrec_jax.pipeline.service import background_server, create_app
 from shortrec_jax.training.run import untrained_run

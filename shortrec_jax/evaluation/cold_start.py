@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 from ml_collections import ConfigDict
 
+from shortrec_jax.config_files import load_config_file, merge_overrides
 from shortrec_jax.data import Dataset
 from shortrec_jax.data.side_files import load_configured
 from shortrec_jax.data.splits import subsample
 from shortrec_jax.evaluation.deep import CTRMethod
 from shortrec_jax.evaluation.metrics import auc, gauc
-from shortrec_jax.evaluation.registry import load_config_file, merge_overrides
 from shortrec_jax.features.content import content_vectors
 from shortrec_jax.io import write_json_atomic
 

@@ -2,15 +2,15 @@
 
 The traditional methods take their hyperparameters as keyword arguments, None included
 (ItemCF's k=None means every neighbour, not the default 30). The deep methods take
-`train_config`, the path of a training config file (relative to the repository root or
-absolute), and optional `overrides`, a nested dict applied on top of it; they are trained on
-each repeat's split by the project's trainer.
+`train_config`, a training config file (a path, or a packaged name such as
+"configs/xdeepfm_ml100k.py": see `shortrec_jax.config_files.config_path`), and optional
+`overrides`, a nested dict applied on top of it; they are trained on each repeat's split by
+the project's trainer.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,37 +18,17 @@ from typing import Any
 from ml_collections import ConfigDict
 
 from shortrec_jax.baselines import BASELINES
+from shortrec_jax.config_files import check_fields, load_config_file, merge_overrides
 from shortrec_jax.evaluation.deep import CTRMethod, SequenceMethod
 from shortrec_jax.interface import Method
+from shortrec_jax.models import MODELS
 from shortrec_jax.pipeline.method import PIPELINE_METHODS, make_pipeline_method
 
-ROOT = Path(__file__).resolve().parents[2]
-DEEP_METHODS = {"xdeepfm": CTRMethod, "widedeep": CTRMethod, "bert4rec": SequenceMethod}
+#: A model family (`shortrec_jax.models.FAMILIES`) -> the method that evaluates its models.
+FAMILY_METHODS = {"ctr": CTRMethod, "sequence": SequenceMethod}
+#: Every registered model by name, through its family.
+DEEP_METHODS = {name: FAMILY_METHODS[entry.family] for name, entry in MODELS.items()}
 METHOD_NAMES = (*BASELINES, *DEEP_METHODS, *PIPELINE_METHODS)
-
-
-def load_config_file(path: str | Path) -> ConfigDict:
-    """Calls `get_config()` of a config file (absolute, or relative to the repository root)."""
-    path = Path(path)
-    if not path.is_absolute() and not path.exists():
-        path = ROOT / path
-    if not path.exists():
-        raise FileNotFoundError(f"no config file {path}")
-    spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
-def merge_overrides(config: ConfigDict, overrides: Mapping[str, Any], prefix: str = "") -> None:
-    """Sets the fields of a nested `overrides` dict on `config`; an unknown field is an error."""
-    for key, value in overrides.items():
-        if key not in config:
-            raise ValueError(f"override {prefix}{key} is not a field of the training config")
-        if isinstance(value, Mapping):
-            merge_overrides(config[key], value, f"{prefix}{key}.")
-        else:
-            config[key] = value
 
 
 def make_method(
@@ -79,12 +59,9 @@ def make_method(
     if name not in BASELINES:
         raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHOD_NAMES)}")
     cls = BASELINES[name]
-    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else None
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-    if fields is not None:
-        unknown = sorted(set(kwargs) - fields)
-        if unknown:
-            raise ValueError(f"methods.{name}: unknown fields {unknown}")
-        if "seed" in fields:
+    if dataclasses.is_dataclass(cls):
+        check_fields(cls, kwargs, f"methods.{name}")
+        if "seed" in {f.name for f in dataclasses.fields(cls)}:
             kwargs["seed"] = seed
     return cls(**kwargs)

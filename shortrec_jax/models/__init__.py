@@ -1,8 +1,11 @@
 """Flax linen models and the registry that configs name them by.
 
 `MODELS` maps a model name (the `config.model.name` of an experiment) to its hyperparameter
-dataclass and its module: `entry = MODELS["xdeepfm"]; model = entry.module(entry.config(...))`.
-Add a model by adding a literal entry.
+dataclass, its module and its family: `entry = MODELS["xdeepfm"]; model =
+entry.module(entry.config(...))`. The family says what the model scores, and the layers above
+key on it, one entry each: `training.tasks.TASKS` (family -> how it trains) and
+`evaluation.registry.FAMILY_METHODS` (family -> the evaluation method). Add a model by adding
+a literal entry here; a new family also needs a task and a method.
 """
 
 from __future__ import annotations
@@ -14,19 +17,25 @@ import flax.linen as nn
 from shortrec_jax.models.bert4rec import BERT4Rec, BERT4RecConfig
 from shortrec_jax.models.xdeepfm import WideAndDeep, WideAndDeepConfig, XDeepFM, XDeepFMConfig
 
+#: "ctr": scores encoded (user, item) feature batches; "sequence": next-item scores after a
+#: history of item ids (`shortrec_jax.vocabulary.ItemVocabulary`).
+FAMILIES = ("ctr", "sequence")
+
 
 class ModelEntry(NamedTuple):
-    """A registered model: its frozen hyperparameter dataclass and its module class, which
-    takes an instance of that dataclass as its only field (`module(config)`)."""
+    """A registered model: its frozen hyperparameter dataclass, its module class, which
+    takes an instance of that dataclass as its only field (`module(config)`), and its family
+    (one of FAMILIES)."""
 
     config: type[Any]
     module: type[nn.Module]
+    family: str
 
 
 MODELS: dict[str, ModelEntry] = {
-    "xdeepfm": ModelEntry(XDeepFMConfig, XDeepFM),
-    "widedeep": ModelEntry(WideAndDeepConfig, WideAndDeep),
-    "bert4rec": ModelEntry(BERT4RecConfig, BERT4Rec),
+    "xdeepfm": ModelEntry(XDeepFMConfig, XDeepFM, "ctr"),
+    "widedeep": ModelEntry(WideAndDeepConfig, WideAndDeep, "ctr"),
+    "bert4rec": ModelEntry(BERT4RecConfig, BERT4Rec, "sequence"),
 }
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from ml_collections import ConfigDict
 
+from shortrec_jax.config_files import check_fields
+
 #: The stage ablations: recall alone, + ranking, + reranking.
 STAGES = ("recall", "recall+rank", "recall+rank+rerank")
 #: The list length of a request that names none.
@@ -226,13 +228,8 @@ def config_dict(config: PipelineConfig | None = None) -> ConfigDict:
 
 def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
     """Instantiates dataclass `cls` from `values`, recursing into nested dataclass fields."""
+    check_fields(cls, values, f"pipeline.{prefix}".rstrip("."))
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ValueError(
-            f"pipeline config: unknown fields {[prefix + k for k in unknown]}; "
-            f"{prefix or 'the top level'} has {sorted(fields)}"
-        )
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
         default = fields[name].default

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from ml_collections import ConfigDict
 
+from shortrec_jax.config_files import load_config_file, merge_overrides
 from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.splits import concat
 from shortrec_jax.interface import Method
@@ -175,8 +176,6 @@ def make_pipeline_method(
 
     Both models train with the repeat's `seed`.
     """
-    from shortrec_jax.evaluation.registry import load_config_file, merge_overrides
-
     config = dict(config.to_dict() if isinstance(config, ConfigDict) else config)
     if name not in PIPELINE_METHODS:
         raise ValueError(f"unknown pipeline method {name!r}; expected one of {PIPELINE_METHODS}")

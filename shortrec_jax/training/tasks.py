@@ -18,6 +18,7 @@ import numpy as np
 import optax
 from ml_collections import ConfigDict
 
+from shortrec_jax.config_files import dataclass_from_mapping
 from shortrec_jax.data import Dataset
 from shortrec_jax.data.auto_fields import record_fields, resolve_ctr_fields
 from shortrec_jax.data.batching import batches, num_batches
@@ -27,8 +28,8 @@ from shortrec_jax.data.side_files import load_configured
 from shortrec_jax.data.splits import SPLITS, Split, subsample
 from shortrec_jax.evaluation.metrics import auc, logloss, rank_metrics_from_ranks
 from shortrec_jax.io import write_json_atomic
-from shortrec_jax.models import MODELS
-from shortrec_jax.models.bert4rec import BERT4Rec, cloze_loss, next_item_scores
+from shortrec_jax.models import get_model
+from shortrec_jax.models.bert4rec import cloze_loss, next_item_scores
 from shortrec_jax.vocabulary import ItemVocabulary
 
 PyTree = Any
@@ -57,24 +58,18 @@ def load_split(config: ConfigDict) -> Split:
 def model_config(config: ConfigDict, **fixed: Any) -> Any:
     """The model's frozen config dataclass from `config.model` (name dropped), plus `fixed`.
 
-    Unknown keys are an error naming them, so a misspelt field is never silently ignored.
+    Unknown keys are an error naming them, so a misspelt field is never silently ignored;
+    so are the fields the task sets itself (`fixed`: spec, num_items, max_len).
     """
-    entry = MODELS.get(config.model.name)
-    if entry is None:
-        raise ValueError(f"model.name={config.model.name!r} is not one of {sorted(MODELS)}")
-    # Fields the task sets itself (spec, num_items, max_len) are not the config's to set.
-    known = {f.name for f in dataclasses.fields(entry.config)} - set(fixed)
-    values = {k: v for k, v in config.model.to_dict().items() if k != "name"}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"model.{unknown[0]} is not a field of {entry.config.__name__}")
+    entry = get_model(config.model.name)
     defaults = {f.name: f.default for f in dataclasses.fields(entry.config)}
     # ConfigDict fields cannot switch between None and a string, so "" stands for None.
     values = {
-        k: None if v == "" and defaults.get(k) is None else tuple(v) if isinstance(v, list) else v
-        for k, v in values.items()
+        k: None if v == "" and defaults.get(k) is None else v
+        for k, v in config.model.to_dict().items()
+        if k != "name"
     }
-    return entry.config(**values, **fixed)
+    return dataclass_from_mapping(entry.config, values, "model", **fixed)
 
 
 def padded_rows(rows: int, multiple: int) -> int:
@@ -136,7 +131,7 @@ class CTRTask:
 
     def _build_model(self) -> None:
         assert self.encoder is not None
-        entry = MODELS[self.config.model.name]
+        entry = get_model(self.config.model.name)
         spec = self.encoder.spec
         # Tables split over the "model" axis need rows in multiples of its size; the extra
         # rows belong to ids that no example has, so they change no output. With the default
@@ -284,7 +279,7 @@ class ClozeTask:
 
     def _build_model(self) -> None:
         cfg = model_config(self.config, num_items=self.num_items, max_len=self.config.data.max_len)
-        self.model = BERT4Rec(cfg)
+        self.model = get_model(self.config.model.name).module(cfg)
 
     def _eval_arrays(
         self, history: SequenceData, part: Dataset, popularity: np.ndarray, stream: int
@@ -428,11 +423,10 @@ def sample_negatives(
     return np.argsort(-keys, axis=1, kind="stable")[:, :count].astype(np.int32)
 
 
+#: A model family (`shortrec_jax.models.FAMILIES`) -> the task that trains its models.
+TASKS = {"ctr": CTRTask, "sequence": ClozeTask}
+
+
 def make_task(config: ConfigDict, split: Split | None = None) -> Any:
-    """The task of `config.model.name`, on `split` or on the data the config names."""
-    name = config.model.name
-    if name in ("xdeepfm", "widedeep"):
-        return CTRTask(config, split)
-    if name == "bert4rec":
-        return ClozeTask(config, split)
-    raise ValueError(f"model.name={name!r} has no training task; expected one of {sorted(MODELS)}")
+    """The task of `config.model.name`'s family, on `split` or on the data the config names."""
+    return TASKS[get_model(config.model.name).family](config, split)

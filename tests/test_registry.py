@@ -1,0 +1,48 @@
+"""One model registry: every model name resolves in every layer, and mapping -> dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from ml_collections import ConfigDict
+
+from shortrec_jax.config_files import dataclass_from_mapping
+from shortrec_jax.evaluation.registry import DEEP_METHODS, FAMILY_METHODS, METHOD_NAMES
+from shortrec_jax.models import FAMILIES, MODELS, get_model
+from shortrec_jax.training.tasks import TASKS, make_task
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_resolves_in_every_layer(name):
+    entry = get_model(name)
+    assert dataclasses.is_dataclass(entry.config) and entry.family in FAMILIES
+    config = ConfigDict({"model": {"name": name}})
+    task = make_task(config)
+    assert isinstance(task, TASKS[entry.family]) and task.family == entry.family
+    assert DEEP_METHODS[name] is FAMILY_METHODS[entry.family] and name in METHOD_NAMES
+
+
+def test_every_family_has_a_task_and_a_method():
+    assert set(TASKS) == set(FAMILY_METHODS) == set(FAMILIES)
+
+
+def test_an_unknown_model_is_refused_naming_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown model 'nope'.*bert4rec"):
+        make_task(ConfigDict({"model": {"name": "nope"}}))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Knobs:
+    sizes: tuple[int, ...] = ()
+    rate: float = 0.1
+    width: int = 1
+
+
+def test_dataclass_from_mapping_converts_lists_and_refuses_unknown_and_reserved_keys():
+    knobs = dataclass_from_mapping(_Knobs, {"sizes": [1, 2], "rate": 0.5}, "x", width=3)
+    assert knobs == _Knobs(sizes=(1, 2), rate=0.5, width=3)
+    with pytest.raises(ValueError, match=r"^x\.y: unknown fields \['speed'\]; _Knobs has"):
+        dataclass_from_mapping(_Knobs, {"speed": 1}, "x.y")
+    with pytest.raises(ValueError, match=r"unknown fields \['width'\]"):
+        dataclass_from_mapping(_Knobs, {"width": 2}, "x", width=3)
