@@ -20,7 +20,7 @@ Launch:
 
 from ml_collections import ConfigDict
 
-from configs import paper_fig6
+from shortrec_jax.configs import paper_fig6
 
 
 def get_config() -> ConfigDict:

@@ -23,7 +23,7 @@ Launch:
 
 from ml_collections import ConfigDict, config_dict
 
-from configs import paper_fig6
+from shortrec_jax.configs import paper_fig6
 
 
 def full_ranking_methods() -> ConfigDict:

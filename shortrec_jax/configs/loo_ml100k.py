@@ -24,7 +24,7 @@ Launch:
 
 from ml_collections import ConfigDict
 
-from configs import full_ranking_ml100k, paper_fig6
+from shortrec_jax.configs import full_ranking_ml100k, paper_fig6
 
 
 def get_config() -> ConfigDict:

@@ -25,6 +25,7 @@ Launch (about a minute on 2 CPU cores):
 
 from ml_collections import ConfigDict
 
+from shortrec_jax.configs import common
 from shortrec_jax.data.side_files import side_file_config
 
 
@@ -88,50 +89,23 @@ def get_config() -> ConfigDict:
     config.model.dtype = "float32"
     config.model.multi_hot_pooling = "mean"
 
-    config.train = ConfigDict()
-    config.train.batch_size = 2048
-    config.train.num_epochs = 12
-    config.train.optimizer = "adam"
-    config.train.learning_rate = 3e-3
-    # "constant", "cosine" or "linear" decay after a linear warm-up.
-    config.train.schedule = "cosine"
-    config.train.warmup_steps = 40
-    config.train.final_lr_fraction = 0.05
-    # L2 on every parameter, as in the paper (gradient += l2 * w); 0 = off.
-    config.train.l2 = 0.0
-    # AdamW's decoupled weight decay (optimizer="adamw" only).
-    config.train.weight_decay = 0.0
-    # Gradient clipping by global norm; 0 = off.
-    config.train.clip_norm = 1.0
-    config.train.b1 = 0.9
-    config.train.b2 = 0.999
-    config.train.eps = 1e-8
-    # Stop after this many epochs without a better validation metric; 0 = never.
-    config.train.early_stopping_patience = 3
-    # Host synchronisation (loss check, logging) every this many steps.
-    config.train.log_every_steps = 20
-    # Steps queued on the devices before the host waits for the oldest.
-    config.train.max_steps_in_flight = 4
-    # Host batches prepared ahead in a background thread.
-    config.train.prefetch = 2
+    config.train = common.train(
+        batch_size=2048,
+        num_epochs=12,
+        optimizer="adam",
+        learning_rate=3e-3,
+        warmup_steps=40,
+        weight_decay=0.0,
+        clip_norm=1.0,
+        b2=0.999,
+        early_stopping_patience=3,
+        log_every_steps=20,
+    )
 
     config.eval = ConfigDict()
     config.eval.batch_size = 8192
 
-    config.checkpoint = ConfigDict()
-    # Keep this many latest checkpoints, plus the best one by the validation metric.
-    config.checkpoint.keep = 2
-    config.checkpoint.async_save = True
-    # Also save every this many steps inside an epoch (0 = at epoch ends only).
-    config.checkpoint.every_steps = 0
-
-    config.parallel = ConfigDict()
-    # Devices along the "model" mesh axis that split the rows of the embedding and linear
-    # tables (for vocabularies too large for one device); must divide the device count.
-    # 1 = every device holds every parameter (pure data parallelism).
-    config.parallel.model_axis_size = 1
-
-    config.log = ConfigDict()
-    config.log.tensorboard = True
-    config.log.progress_bar = True
+    config.checkpoint = common.checkpoint()
+    config.parallel = common.parallel()
+    config.log = common.log()
     return config

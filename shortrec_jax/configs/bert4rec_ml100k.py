@@ -27,6 +27,7 @@ three seeds, and training stops `early_stopping_patience` epochs later):
 
 from ml_collections import ConfigDict
 
+from shortrec_jax.configs import common
 from shortrec_jax.data.side_files import side_file_config
 
 
@@ -67,26 +68,20 @@ def get_config() -> ConfigDict:
     # Compute dtype: "float32", or "bfloat16" on accelerators (parameters stay float32).
     config.model.dtype = "float32"
 
-    config.train = ConfigDict()
-    config.train.batch_size = 128
-    config.train.num_epochs = 200
-    config.train.optimizer = "adamw"
-    config.train.learning_rate = 1e-3
-    config.train.schedule = "cosine"
-    config.train.warmup_steps = 100
-    config.train.final_lr_fraction = 0.05
-    config.train.l2 = 0.0
-    config.train.weight_decay = 0.01
-    config.train.clip_norm = 5.0
-    config.train.b1 = 0.9
-    config.train.b2 = 0.98
-    config.train.eps = 1e-8
-    # Logits only at the first this many masked positions per sequence (0 = all positions).
-    config.train.max_predictions = 64
-    config.train.early_stopping_patience = 20
-    config.train.log_every_steps = 8
-    config.train.max_steps_in_flight = 4
-    config.train.prefetch = 2
+    config.train = common.train(
+        batch_size=128,
+        num_epochs=200,
+        optimizer="adamw",
+        learning_rate=1e-3,
+        warmup_steps=100,
+        weight_decay=0.01,
+        clip_norm=5.0,
+        b2=0.98,
+        early_stopping_patience=20,
+        log_every_steps=8,
+        # Logits only at the first this many masked positions per sequence (0 = all).
+        max_predictions=64,
+    )
 
     config.eval = ConfigDict()
     config.eval.batch_size = 256
@@ -96,18 +91,7 @@ def get_config() -> ConfigDict:
     # BERT4Rec paper's protocol, reported under "sampled100_pop/"); 0 = full ranking only.
     config.eval.sampled_negatives = 100
 
-    config.checkpoint = ConfigDict()
-    config.checkpoint.keep = 2
-    config.checkpoint.async_save = True
-    config.checkpoint.every_steps = 0
-
-    config.parallel = ConfigDict()
-    # Devices along the "model" mesh axis that split the rows of the item table and output
-    # bias (num_items + 2 rows, which it must divide; 1,684 on ml-100k); must divide the
-    # device count. 1 = every device holds every parameter (pure data parallelism).
-    config.parallel.model_axis_size = 1
-
-    config.log = ConfigDict()
-    config.log.tensorboard = True
-    config.log.progress_bar = True
+    config.checkpoint = common.checkpoint()
+    config.parallel = common.parallel()
+    config.log = common.log()
     return config

@@ -10,7 +10,7 @@ Launch (under a minute on 2 CPU cores):
 
 from ml_collections import ConfigDict
 
-from configs import xdeepfm_ml100k
+from shortrec_jax.configs import xdeepfm_ml100k
 
 
 def get_config() -> ConfigDict:

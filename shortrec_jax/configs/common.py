@@ -1,0 +1,87 @@
+"""The sections every training config shares: train, checkpoint, parallel and log.
+
+Each experiment's config sets its own values (batch size, learning rate, ...) through these
+functions' arguments; the fields, their comments and the shared defaults live here once.
+"""
+
+from __future__ import annotations
+
+from ml_collections import ConfigDict
+
+
+def train(
+    *,
+    batch_size: int,
+    num_epochs: int,
+    optimizer: str,
+    learning_rate: float,
+    warmup_steps: int,
+    weight_decay: float,
+    clip_norm: float,
+    b2: float,
+    early_stopping_patience: int,
+    log_every_steps: int,
+    **extra: object,
+) -> ConfigDict:
+    """The optimiser, schedule and loop settings; `extra` adds a model's own fields."""
+    section = ConfigDict()
+    section.batch_size = batch_size
+    section.num_epochs = num_epochs
+    # "adam" or "adamw".
+    section.optimizer = optimizer
+    section.learning_rate = learning_rate
+    # "constant", "cosine" or "linear" decay after a linear warm-up.
+    section.schedule = "cosine"
+    section.warmup_steps = warmup_steps
+    section.final_lr_fraction = 0.05
+    # L2 on every parameter, as in the xDeepFM paper (gradient += l2 * w); 0 = off.
+    section.l2 = 0.0
+    # AdamW's decoupled weight decay (optimizer="adamw" only).
+    section.weight_decay = weight_decay
+    # Gradient clipping by global norm; 0 = off.
+    section.clip_norm = clip_norm
+    section.b1 = 0.9
+    section.b2 = b2
+    section.eps = 1e-8
+    # Stop after this many epochs without a better validation metric; 0 = never.
+    section.early_stopping_patience = early_stopping_patience
+    # Host synchronisation (loss check, logging) every this many steps.
+    section.log_every_steps = log_every_steps
+    # Steps queued on the devices before the host waits for the oldest.
+    section.max_steps_in_flight = 4
+    # Host batches prepared ahead in a background thread.
+    section.prefetch = 2
+    for key, value in extra.items():
+        section[key] = value
+    return section
+
+
+def checkpoint() -> ConfigDict:
+    """Orbax checkpointing of the run directory."""
+    section = ConfigDict()
+    # Keep this many latest checkpoints, plus the best one by the validation metric.
+    section.keep = 2
+    section.async_save = True
+    # Also save every this many steps inside an epoch (0 = at epoch ends only).
+    section.every_steps = 0
+    return section
+
+
+def parallel() -> ConfigDict:
+    """Device layout."""
+    section = ConfigDict()
+    # Devices along the "model" mesh axis that split the rows of the vocabulary-sized tables
+    # (xDeepFM's embedding and linear tables; BERT4Rec's item table and output bias, whose
+    # num_items + 2 rows it must divide), for vocabularies too large for one device; must
+    # divide the device count. 1 = every device holds every parameter (data parallelism).
+    section.model_axis_size = 1
+    return section
+
+
+def log() -> ConfigDict:
+    """What the trainer writes besides metrics.jsonl."""
+    section = ConfigDict()
+    # TensorBoard event files (written without TensorFlow).
+    section.tensorboard = True
+    section.progress_bar = True
+    return section
