@@ -38,8 +38,8 @@ from shortrec_jax.data.features import FeatureEncoder
 from shortrec_jax.data.fields import FieldSpec
 from shortrec_jax.data.grouplens import load_grouplens
 from shortrec_jax.data.kuairec import load_kuairec
-from shortrec_jax.data.schema import FeatureSpec
 from shortrec_jax.evaluation.registry import make_method
+from shortrec_jax.schema import BatchLayout
 from shortrec_jax.training.tasks import model_config
 from tests.test_grouplens import ML1M, ML10M, ML100K, ML_LATEST
 from tests.test_kuairec import CATEGORIES, MATRIX, USERS
@@ -518,7 +518,7 @@ def test_train_py_refuses_a_bad_flag_naming_it_without_a_traceback(tmp_path, fla
 
 # What the tasks pass to `model_config` besides config.model: (config module, fixed fields).
 MODEL_FIXED = {
-    "xdeepfm": (xdeepfm_ml100k, {"spec": FeatureSpec(vocab_size=10, cat_fields=("a", "b"))}),
+    "xdeepfm": (xdeepfm_ml100k, {"spec": BatchLayout(vocab_size=10, cat_fields=("a", "b"))}),
     "bert4rec": (bert4rec_ml100k, {"num_items": 10, "max_len": 8}),
 }
 
@@ -551,7 +551,7 @@ def test_layer_sizes_of_the_wrong_type_are_refused_naming_the_field(sizes):
     config = xdeepfm_ml100k.get_config()
     config.model.cin_layers = sizes
     try:
-        model_config(config, spec=FeatureSpec(vocab_size=10, cat_fields=("a", "b")))
+        model_config(config, spec=BatchLayout(vocab_size=10, cat_fields=("a", "b")))
     except (ValueError, TypeError) as e:
         assert isinstance(e, ValueError) and "cin_layers" in str(e), repr(e)
     else:

@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from shortrec_jax.evaluation.metrics import (
+from shortrec_jax.data.items import head_items
+from shortrec_jax.metrics import (
     auc,
     catalogue_coverage,
     gauc,
-    head_items,
     intra_list_diversity,
     long_tail_share,
     metrics_from_ranked_lists,

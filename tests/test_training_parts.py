@@ -9,7 +9,7 @@ import optax
 import pytest
 from ml_collections import ConfigDict
 
-from shortrec_jax.evaluation.metrics import auc, logloss, rank_metrics_from_ranks
+from shortrec_jax.metrics import auc, logloss, rank_metrics_from_ranks
 from shortrec_jax.training.checkpoint import Checkpointer, abstract_like
 from shortrec_jax.training.logger import MetricLogger, crc32c, read_jsonl
 from shortrec_jax.training.optim import learning_rate_schedule, make_optimizer

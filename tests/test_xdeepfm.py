@@ -11,7 +11,6 @@ import numpy as np
 import optax
 import pytest
 
-from shortrec_jax.data.schema import FeatureSpec
 from shortrec_jax.models import MODELS, get_model, layers
 from shortrec_jax.models.xdeepfm import (
     WideAndDeep,
@@ -20,9 +19,10 @@ from shortrec_jax.models.xdeepfm import (
     XDeepFMConfig,
     xdeepfm_flops_per_example,
 )
+from shortrec_jax.schema import BatchLayout
 
 # Every feature group present: F = 2 cat + 1 multi + 1 numeric + 1 dense = 5 fields.
-SPEC = FeatureSpec(
+SPEC = BatchLayout(
     vocab_size=50,
     cat_fields=("user", "item"),
     multi_fields=("genres",),
@@ -39,7 +39,7 @@ def small_config(**overrides: object) -> XDeepFMConfig:
     return XDeepFMConfig(**fields)
 
 
-def random_batch(spec: FeatureSpec, batch_size: int, seed: int) -> dict[str, jnp.ndarray]:
+def random_batch(spec: BatchLayout, batch_size: int, seed: int) -> dict[str, jnp.ndarray]:
     rng = np.random.default_rng(seed)
     fm, length = len(spec.multi_fields), spec.multi_len
     mask = (rng.random((batch_size, fm, length)) < 0.6).astype(np.float32)
@@ -177,7 +177,7 @@ def test_multi_hot_mask_is_respected(pooling: str) -> None:
 
 
 def test_mean_pooling_averages_the_real_ids() -> None:
-    spec = FeatureSpec(vocab_size=6, cat_fields=(), multi_fields=("tags",), multi_len=3)
+    spec = BatchLayout(vocab_size=6, cat_fields=(), multi_fields=("tags",), multi_len=3)
     embed = layers.FieldEmbedding(layers.FieldEmbeddingConfig(spec, 2))
     batch = {
         "cat": jnp.zeros((1, 0), jnp.int32),
@@ -285,7 +285,7 @@ def test_predict_dropout_and_batch_norm() -> None:
         ({"norm": "group"}, "norm"),
         ({"dtype": "float16"}, "dtype"),
         ({"multi_hot_pooling": "max"}, "multi_hot_pooling"),
-        ({"spec": FeatureSpec(vocab_size=1, cat_fields=())}, "spec"),
+        ({"spec": BatchLayout(vocab_size=1, cat_fields=())}, "spec"),
     ],
 )
 def test_impossible_configs_raise(overrides: dict, field: str) -> None:
@@ -330,10 +330,10 @@ def test_flops_per_example() -> None:
     assert xdeepfm_flops_per_example(small_config(use_cin=False)) == 2 * 188
 
 
-def xor_data() -> tuple[FeatureSpec, dict[str, jnp.ndarray]]:
+def xor_data() -> tuple[BatchLayout, dict[str, jnp.ndarray]]:
     """Two fields of four values each (ids 1-4 and 6-9; 0 and 5 are the reserved ids); the
     label is the XOR of their parities, so every id alone is a coin flip."""
-    spec = FeatureSpec(vocab_size=10, cat_fields=("a", "b"))
+    spec = BatchLayout(vocab_size=10, cat_fields=("a", "b"))
     a, b = np.meshgrid(np.arange(4), np.arange(4), indexing="ij")
     a, b = np.tile(a.ravel(), 16), np.tile(b.ravel(), 16)  # 256 rows, each pair 16 times
     batch = {

@@ -8,7 +8,7 @@ information (ages, genres, years, vectors) from whichever `Dataset` is given. Va
 by their raw strings, not by index, so an encoder fitted on one load of a source encodes
 another load, or a served catalogue, consistently.
 
-Ids. Categorical and multi-hot fields share one vocabulary (`FeatureSpec.vocab_size`): each
+Ids. Categorical and multi-hot fields share one vocabulary (`BatchLayout.vocab_size`): each
 field owns the range [offset, offset + size) in declaration order, its first id being the
 reserved one. In the batch, "cat" lists the categorical and bucketised fields in declaration
 order, "multi", "num" and "dense" likewise for their kinds.
@@ -41,8 +41,8 @@ from shortrec_jax.data.fitted_fields import (
     numeric_column,
     ragged_column,
 )
-from shortrec_jax.data.schema import FeatureSpec
 from shortrec_jax.io import write_atomic
+from shortrec_jax.schema import BatchLayout
 
 # The study's notion of an accurate recommendation: a rating of 4 or more is a positive.
 DEFAULT_LABEL_THRESHOLD = 4.0
@@ -142,10 +142,10 @@ class FeatureEncoder:
         return tuple(fld.spec for fld in self._fields)
 
     @property
-    def spec(self) -> FeatureSpec:
+    def spec(self) -> BatchLayout:
         """Sizes of the encoded groups, for building the model's tables."""
         by_kind = self._groups
-        return FeatureSpec(
+        return BatchLayout(
             vocab_size=max(1, sum(fld.size for fld in self._fields)),
             cat_fields=tuple(fld.spec.name for fld in by_kind["cat"]),
             multi_fields=tuple(fld.spec.name for fld in by_kind["multi"]),

@@ -37,7 +37,7 @@ class FieldSpec:
     """One declared feature.
 
     Attributes:
-      name: the field's name in `FeatureSpec` and in error messages; unique in a feature set.
+      name: the field's name in `BatchLayout` and in error messages; unique in a feature set.
       kind: one of KINDS (see the module docstring).
       column: the column it reads; "" means `name`. Categorical: "user_id", "item_id", a
         `Dataset.user_features` or `Dataset.item_categorical` key. Multi-hot: an

@@ -8,8 +8,8 @@ import dataclasses
 
 import numpy as np
 
+from shortrec_jax import metrics
 from shortrec_jax.data.dataset import Dataset
-from shortrec_jax.evaluation import metrics
 from shortrec_jax.interface import Method, seen_matrix_rows, top_k
 
 

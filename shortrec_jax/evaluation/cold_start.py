@@ -34,9 +34,9 @@ from shortrec_jax.data import Dataset
 from shortrec_jax.data.side_files import load_configured
 from shortrec_jax.data.splits import subsample
 from shortrec_jax.evaluation.deep import CTRMethod
-from shortrec_jax.evaluation.metrics import auc, gauc
 from shortrec_jax.features.content import content_vectors
 from shortrec_jax.io import write_json_atomic
+from shortrec_jax.metrics import auc, gauc
 
 VARIANTS = ("ids", "features", "content")
 

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from shortrec_jax import metrics
 from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.splits import (
     Split,
     concat,
 )
-from shortrec_jax.evaluation import metrics
 from shortrec_jax.evaluation.candidates import (
     PerUserCandidates,
     interaction_mask,

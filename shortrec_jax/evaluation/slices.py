@@ -10,7 +10,7 @@ means they report.
                    training interactions; keys "cold_users/<metric>".
   rare items       the long tail: items outside the popular head, i.e. outside the
                    `head_fraction` (20%) of the catalogue with the most training interactions
-                   (`metrics.head_items`, the same split as the long-tail share); keys
+                   (`head_items`, the same split as the long-tail share); keys
                    "rare_items/<metric>".
 """
 
@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from shortrec_jax import metrics
 from shortrec_jax.data.dataset import Dataset
-from shortrec_jax.evaluation import metrics
+from shortrec_jax.data.items import head_items, item_feature_matrix
 
 # Metric name -> value: what every measure returns.
 Numbers = dict[str, float]
@@ -53,7 +54,7 @@ class TrainStats:
       user_counts: [U] training interactions per user.
       item_users: [I] distinct training users per item (novelty).
       num_users: users with at least one training interaction.
-      head: [I] bool, the popular head (`metrics.head_items`); the rest is the long tail.
+      head: [I] bool, the popular head (`head_items`); the rest is the long tail.
       features: [I, F] item feature vectors for diversity, or None.
     """
 
@@ -71,39 +72,11 @@ class TrainStats:
             user_counts=np.bincount(train.users, minlength=train.num_users),
             item_users=np.bincount(pairs % train.num_items, minlength=train.num_items),
             num_users=int(np.unique(train.users).size),
-            head=metrics.head_items(
-                np.bincount(train.items, minlength=train.num_items), head_fraction
-            ),
+            head=head_items(np.bincount(train.items, minlength=train.num_items), head_fraction),
             features=None
             if diversity_feature is None
             else item_feature_matrix(train, diversity_feature),
         )
-
-
-def item_feature_matrix(ds: Dataset, feature: str) -> np.ndarray:
-    """Item vectors for diversity: a multi-hot column (e.g. "genres") or "vectors".
-
-    Args:
-      ds: the data set.
-      feature: the name of a multi-hot item column, or "vectors" for `ds.item_vectors`.
-
-    Returns:
-      [I, F] float32 (a multi-hot column gives one 0/1 column per distinct value).
-    """
-    if feature == "vectors":
-        if ds.item_vectors is None:
-            raise ValueError(f"diversity_feature='vectors' but {ds.name} has no item vectors")
-        return ds.item_vectors
-    if feature not in ds.item_multi_hot:
-        raise ValueError(
-            f"diversity_feature={feature!r} is not a multi-hot item column of {ds.name}; "
-            f"expected 'vectors' or one of {sorted(ds.item_multi_hot)}"
-        )
-    column = ds.item_multi_hot[feature]
-    vocab, codes = np.unique(column.values, return_inverse=True)
-    out = np.zeros((len(column), vocab.size), np.float32)
-    out[column.row_ids(), codes] = 1.0
-    return out
 
 
 def beyond_accuracy(lists: np.ndarray, stats: TrainStats, ks: Sequence[int]) -> Numbers:

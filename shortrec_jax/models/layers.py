@@ -5,7 +5,7 @@ Every module takes one frozen dataclass of hyperparameters. Parameters are float
 compute dtype (`dtype`: "float32" or "bfloat16") is what inputs and gathered embeddings are
 cast to. Outputs that feed a loss (the [B] logits of `Linear` and `CIN`) are float32.
 
-The feature modules read a CTR batch as defined in `shortrec_jax.data.schema`: "cat" [B, Fc]
+The feature modules read a CTR batch as defined in `shortrec_jax.schema`: "cat" [B, Fc]
 int32, "multi" / "multi_mask" [B, Fm, L], "num" [B, Fn] float32, "dense" [B, Dd] float32.
 """
 
@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from shortrec_jax.data.schema import FeatureSpec
+from shortrec_jax.schema import BatchLayout
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
 POOLINGS = ("mean", "sum")
@@ -60,7 +60,7 @@ def check_sizes(field: str, sizes: tuple[int, ...], allow_empty: bool) -> None:
         raise ValueError(f"{field} must be positive whole numbers, got {sizes!r}")
 
 
-def check_ctr_batch(batch: Mapping[str, jax.Array], spec: FeatureSpec) -> int:
+def check_ctr_batch(batch: Mapping[str, jax.Array], spec: BatchLayout) -> int:
     """Checks the feature arrays of a CTR batch against `spec` (shapes are static, so free).
 
     Args:
@@ -85,7 +85,7 @@ def check_ctr_batch(batch: Mapping[str, jax.Array], spec: FeatureSpec) -> int:
     for key, tail in trailing.items():
         want = "[B, " + ", ".join(str(n) for n in tail) + "]"
         if key not in batch:
-            raise ValueError(f"batch has no {key!r} array; expected {want} (see data/schema.py)")
+            raise ValueError(f"batch has no {key!r} array; expected {want} (see schema.py)")
         shape = tuple(batch[key].shape)
         if len(shape) != 1 + len(tail) or shape[1:] != tail:
             raise ValueError(f"batch[{key!r}] has shape {shape}, expected {want}")
@@ -150,7 +150,7 @@ class FieldEmbeddingConfig:
       dtype: compute dtype, "float32" or "bfloat16".
     """
 
-    spec: FeatureSpec
+    spec: BatchLayout
     embed_dim: int
     pooling: str = "mean"
     dtype: str = "float32"
@@ -183,7 +183,7 @@ class FieldEmbedding(nn.Module):
         """Embeds the fields of a batch.
 
         Args:
-          batch: the feature arrays of `shortrec_jax.data.schema`.
+          batch: the feature arrays of `shortrec_jax.schema`.
 
         Returns:
           [B, F, D] in the compute dtype, fields in the order cat, multi, numeric, dense
@@ -238,7 +238,7 @@ class LinearConfig:
       dtype: compute dtype, "float32" or "bfloat16".
     """
 
-    spec: FeatureSpec
+    spec: BatchLayout
     pooling: str = "mean"
     use_bias: bool = True
     dtype: str = "float32"
@@ -265,7 +265,7 @@ class Linear(nn.Module):
         """The linear logit of each example.
 
         Args:
-          batch: the feature arrays of `shortrec_jax.data.schema`.
+          batch: the feature arrays of `shortrec_jax.schema`.
 
         Returns:
           [B] float32.

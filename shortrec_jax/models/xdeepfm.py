@@ -21,8 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from shortrec_jax.data.schema import FeatureSpec
 from shortrec_jax.models import layers
+from shortrec_jax.schema import BatchLayout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +30,7 @@ class XDeepFMConfig:
     """Hyperparameters of `XDeepFM`; every part can be switched off for ablations.
 
     Attributes:
-      spec: the encoded feature groups (`shortrec_jax.data.schema.FeatureSpec`).
+      spec: the encoded feature groups (`shortrec_jax.schema.BatchLayout`).
       embed_dim: D, the width of every field embedding (the paper: 10).
       cin_layers: H_1..H_K, feature maps per CIN layer (the paper: 100, or 200 on Criteo).
       cin_activation: a key of `layers.ACTIVATIONS` (the paper: identity).
@@ -49,7 +49,7 @@ class XDeepFMConfig:
       multi_hot_pooling: "mean" or "sum" over the real ids of a multi-hot field.
     """
 
-    spec: FeatureSpec
+    spec: BatchLayout
     embed_dim: int = 10
     cin_layers: tuple[int, ...] = (100, 100, 100)
     cin_activation: str = "identity"
@@ -117,7 +117,7 @@ class XDeepFM(nn.Module):
         """Logits of the click probability.
 
         Args:
-          batch: the feature arrays of `shortrec_jax.data.schema` ("label" and "weight" are
+          batch: the feature arrays of `shortrec_jax.schema` ("label" and "weight" are
             not read).
           train: enables DNN dropout (rng collection "dropout") and batch statistics.
 

@@ -27,8 +27,7 @@ import numpy as np
 from absl import logging
 
 from shortrec_jax.data.dataset import Dataset
-from shortrec_jax.evaluation.metrics import head_items
-from shortrec_jax.evaluation.slices import item_feature_matrix
+from shortrec_jax.data.items import head_items, item_feature_matrix
 from shortrec_jax.pipeline.config import RerankConfig
 
 

@@ -26,8 +26,8 @@ from shortrec_jax.data.features import FeatureEncoder
 from shortrec_jax.data.sequences import SequenceData, cloze_mask, cloze_rng, history_as_of
 from shortrec_jax.data.side_files import load_configured
 from shortrec_jax.data.splits import SPLITS, Split, subsample
-from shortrec_jax.evaluation.metrics import auc, logloss, rank_metrics_from_ranks
 from shortrec_jax.io import write_json_atomic
+from shortrec_jax.metrics import auc, logloss, rank_metrics_from_ranks
 from shortrec_jax.models import get_model
 from shortrec_jax.models.bert4rec import cloze_loss, next_item_scores
 from shortrec_jax.vocabulary import ItemVocabulary

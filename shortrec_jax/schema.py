@@ -1,9 +1,13 @@
 """The contract between the feature encoder (host, NumPy) and the CTR models (device, Flax).
 
+On the ground floor, so that `data/` (which writes batches) and `models/` (which reads them)
+both use it without models importing data. `FieldSpec` (data/features.py) declares one input
+field to encode; `BatchLayout` here is the result: the groups and sizes of an encoded batch.
+
 A CTR batch is a flat dict of arrays (B = batch size):
 
   "cat":        [B, Fc] int32   one id per categorical field, already offset into one shared
-                                vocabulary of `FeatureSpec.vocab_size` ids. Each field owns the id
+                                vocabulary of `BatchLayout.vocab_size` ids. Each field owns the id
                                 range [offset, offset + size); its first id (offset + 0) is the
                                 field's reserved unknown/padding id.
   "multi":      [B, Fm, L] int32 ids of the multi-hot fields (e.g. genres), same shared
@@ -11,7 +15,7 @@ A CTR batch is a flat dict of arrays (B = batch size):
   "multi_mask": [B, Fm, L] float32 1 for a real id, 0 for padding.
   "num":        [B, Fn] float32 normalised numeric fields (e.g. year, duration).
   "dense":      [B, Dd] float32 every dense vector field (e.g. a 128-d content vector),
-                                concatenated in `FeatureSpec.dense_dims` order.
+                                concatenated in `BatchLayout.dense_dims` order.
   "label":      [B] float32     the target (1 = positive), training and evaluation only.
   "weight":     [B] float32     1 for a real example, 0 for batch padding.
 
@@ -25,8 +29,8 @@ import dataclasses
 
 
 @dataclasses.dataclass(frozen=True)
-class FeatureSpec:
-    """Sizes of the encoded feature groups; what a CTR model needs to build its tables.
+class BatchLayout:
+    """The groups and sizes of an encoded CTR batch; what a CTR model builds its tables from.
 
     Attributes:
       vocab_size: ids in the shared categorical + multi-hot vocabulary (reserved ids included).
