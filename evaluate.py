@@ -7,29 +7,22 @@ Flags:
   --workdir          the run folder: results.json, CSVs, PNG plots, results.md; repeats an
                      earlier run in it finished are not recomputed.
 
-The logic lives in `shortrec_jax.evaluation.run`; this file only parses flags.
+The logic lives in `shortrec_jax.evaluation.run`; this file only defines flags.
 """
 
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags
 
 from shortrec_jax import cli
+from shortrec_jax.config_files import config_path
 
-_CONFIG = cli.define_config(
-    str(Path(__file__).parent / "configs" / "paper_fig6.py"), "Evaluation config."
-)
+_CONFIG = cli.define_config(str(config_path("configs/paper_fig6.py")), "Evaluation config.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/paper_fig6", "Run folder.")
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def main() -> None:
     from shortrec_jax.evaluation import run
-
-    # The deep models' trainer logs every checkpoint save at INFO; --verbosity=0 brings it back.
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
 
     results = run(_CONFIG.value, _WORKDIR.value)
     print(Path(_WORKDIR.value, "results.md").read_text())

@@ -5,32 +5,22 @@ Flags:
                      override any field with --config.train.num_epochs=3 and the like.
   --workdir          the run directory (checkpoints, metrics, results); an existing run in it
                      is resumed.
-
 Several processes (hosts), one command per process with the same config and --workdir on a
-shared file system:
-  --coordinator_address  host:port of process 0 (or env JAX_COORDINATOR_ADDRESS)
-  --num_processes        how many processes (or env JAX_NUM_PROCESSES); > 1 turns it on
-  --process_id           this process's index, 0 .. num_processes - 1 (or env JAX_PROCESS_ID)
-  --distributed          join a multi-process run whose settings JAX detects by itself
-                         (Slurm, Open MPI, Cloud TPU, Kubernetes)
-Each process feeds its own rows of every global batch; process 0 writes the logs and results;
-checkpoints are written by all together.
+shared file system (process 0 writes the logs and results; all write the checkpoints):
+  --coordinator_address, --num_processes, --process_id (or the env JAX_COORDINATOR_ADDRESS,
+  JAX_NUM_PROCESSES, JAX_PROCESS_ID); --distributed lets JAX detect them (Slurm, MPI, TPU).
 
-The logic lives in `shortrec_jax.training.train_and_evaluate`; this file only parses flags.
+The logic lives in `shortrec_jax.training.launch.launch`; this file only defines flags.
 """
 
 import os
-import signal
-import sys
-from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags
 
 from shortrec_jax import cli
+from shortrec_jax.config_files import config_path
 
-_CONFIG = cli.define_config(
-    str(Path(__file__).parent / "configs" / "xdeepfm_ml100k.py"), "Experiment config."
-)
+_CONFIG = cli.define_config(str(config_path("configs/xdeepfm_ml100k.py")), "Experiment config.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/xdeepfm_ml100k", "Run directory.")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address",
@@ -48,47 +38,18 @@ _DISTRIBUTED = flags.DEFINE_bool(
 )
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    # Before anything touches a device: the backend is created for the whole cluster.
-    from shortrec_jax.training.parallel import initialize_distributed
+def main() -> int:
+    from shortrec_jax.training.launch import launch
 
-    if _NUM_PROCESSES.value > 1:
-        if not _COORDINATOR.value:
-            raise app.UsageError("--num_processes > 1 needs --coordinator_address=host:port")
-        if not 0 <= _PROCESS_ID.value < _NUM_PROCESSES.value:
-            raise app.UsageError(
-                f"--process_id={_PROCESS_ID.value} must be in [0, {_NUM_PROCESSES.value})"
-            )
-        initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    elif _DISTRIBUTED.value:
-        initialize_distributed(_COORDINATOR.value or None)
-
-    from shortrec_jax.training.checkpoint import CheckpointError
-    from shortrec_jax.training.config_checks import ConfigError
-    from shortrec_jax.training.epoch import TrainingError
-    from shortrec_jax.training.guards import (
-        RunDirectoryError,
-        TrainingInterrupted,
-        one_line_background_errors,
+    return launch(
+        _CONFIG.value,
+        _WORKDIR.value,
+        coordinator_address=_COORDINATOR.value,
+        num_processes=_NUM_PROCESSES.value,
+        process_id=_PROCESS_ID.value,
+        distributed=_DISTRIBUTED.value,
+        verbose=flags.FLAGS["verbosity"].present,
     )
-    from shortrec_jax.training.loop import train_and_evaluate
-
-    # Orbax logs every save at INFO; --verbosity=0 brings that back.
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
-        one_line_background_errors()
-
-    try:
-        train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    except TrainingInterrupted as e:
-        print(e, file=sys.stderr)
-        # The shell's convention for a process ended by a signal: 128 + its number.
-        sys.exit(128 + int(signal.Signals[e.signal_name]))
-    except (CheckpointError, ConfigError, RunDirectoryError, TrainingError) as e:
-        # Errors the user can act on: their message is the whole report.
-        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

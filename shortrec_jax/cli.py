@@ -1,13 +1,24 @@
-"""What the programs share: the config flag, parsed without tracebacks, and one-line errors.
+"""What every program shares: one start-up (`run`), one verbosity and exit-code policy.
 
-ml_collections reports an unknown `--config.a.b` key by raising AttributeError (a KeyError
-inside), either when the flag is defined (the default config file is read then) or when the
-command line is parsed; both would show the user a traceback from deep inside absl. Here
-either becomes one line naming the key and exit status 1, like absl's own flag errors.
-The parsed config is then normalised once (`shortrec_jax.overrides`: "none", empty and
-comma-separated tuples, loader options). Bad input met while the program runs (USER_ERRORS:
-a DataError naming a file and line, a missing run directory, a bad config value) is printed
-as one line `error: ...` with exit status 1; `--verbosity=1` shows the traceback.
+Every program (train.py, evaluate.py, `python -m shortrec_jax.recommend`, the HTTP service,
+the cold-start experiment) starts through `run(main)`; the argparse programs (the video
+feature extractor) through `run_argparse`, with the same error policy:
+
+- flags are parsed by absl; a bad flag or `app.UsageError` prints the usage and exits 1;
+  positional arguments are refused (every program takes flags only);
+- an unknown `--config.a.b` key is one line naming the key and exit status 1, like absl's
+  own flag errors (ml_collections raises AttributeError, a KeyError inside, either when the
+  flag is defined, since the default config file is read then, or when the command line is
+  parsed; both would otherwise show a traceback from deep inside absl). The parsed config is
+  then normalised once (`shortrec_jax.overrides`: "none", empty and comma-separated tuples,
+  loader options);
+- absl logging is set to WARNING unless `--verbosity` is given: Orbax logs every checkpoint
+  save at INFO, which would bury the programs' own output (`--verbosity=0` brings it back);
+- bad input met while the program runs (USER_ERRORS: a DataError naming a file and line, a
+  missing run directory, a bad config value) is printed as one line `error: ...` with exit
+  status 1; `--verbosity=1` shows the traceback;
+- `main`'s return value is the exit status (None = 0); a program's own policy for a failure
+  (e.g. 128 + the signal number of an interrupted training) is such a return value.
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from shortrec_jax import overrides
@@ -86,15 +97,18 @@ def user_errors(traceback: bool = False) -> Iterator[None]:
         sys.exit(one_line(e))
 
 
-def run(main: Callable[[list[str]], Any]) -> None:
-    """`absl.app.run(main)` with unknown config keys refused in one line, and bad input shown
-    as one line (the traceback with --verbosity=1 or more)."""
+def run(main: Callable[[], int | None]) -> None:
+    """Parses the flags and calls `main()`, with the policy of the module docstring."""
 
-    def guarded(argv: list[str]) -> Any:
+    def start(argv: list[str]) -> int | None:
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        if not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)
         with user_errors(traceback=flags.FLAGS["verbosity"].value >= 1):
-            return main(argv)
+            return main()
 
-    app.run(guarded, flags_parser=_parse_flags)
+    app.run(start, flags_parser=_parse_flags)
 
 
 def run_argparse(main: Callable[[list[str]], int]) -> NoReturn:

@@ -21,9 +21,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
+from shortrec_jax import cli
 from shortrec_jax.pipeline.config import DEFAULT_K, STAGES, PipelineConfig, config_dict
 from shortrec_jax.pipeline.recommender import Recommendation
 
@@ -87,16 +88,12 @@ def define_flags() -> None:
     config_flags.DEFINE_config_dict("pipeline", config_dict(), "Pipeline knobs.")
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def main() -> int:
     values = flags.FLAGS
     if not values.user and not values.history:
         raise app.UsageError("give --user, --history, or both")
     from shortrec_jax.pipeline.recommender import Recommender
 
-    if not values["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
     try:
         demographics = parse_demographics(values.demographics)
         config = PipelineConfig.from_dict(values.pipeline)
@@ -111,7 +108,7 @@ def main(argv: list[str]) -> None:
         recs = rec.recommend(user, history, values.k, demographics, stages=values.stages or None)
     except ValueError as e:  # a bad k, unknown history items or demographic fields
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        return 2
     request = rec.resolve(user, history)
     if user is None:
         who = "anonymous"
@@ -122,10 +119,9 @@ def main(argv: list[str]) -> None:
         f"{values.stages or config.stages}; recallers {', '.join(rec.recallers)}\n"
     )
     print(format_table(recs, rec.recallers))
+    return 0
 
 
 if __name__ == "__main__":
-    from shortrec_jax import cli
-
     define_flags()
     cli.run(main)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from ml_collections import ConfigDict
 
-from shortrec_jax.config_files import load_config_file, merge_overrides
+from shortrec_jax.config_files import config_path, load_config_file, merge_overrides
 from shortrec_jax.data import Dataset
 from shortrec_jax.data.side_files import load_configured
 from shortrec_jax.data.splits import subsample
@@ -127,21 +127,19 @@ def run(config: ConfigDict, workdir: str | Path) -> dict[str, Any]:
     return results
 
 
-def main(argv: list[str]) -> None:
+def main() -> None:
     from absl import flags
 
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments: {argv[1:]}")
     run(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
 if __name__ == "__main__":
-    from absl import app, flags, logging
-    from ml_collections import config_flags
+    from absl import flags
 
-    config_flags.DEFINE_config_file(
-        "config", "configs/cold_start_ml100k.py", "Cold-start experiment config."
+    from shortrec_jax import cli
+
+    cli.define_config(
+        str(config_path("configs/cold_start_ml100k.py")), "Cold-start experiment config."
     )
     flags.DEFINE_string("workdir", "runs/cold_start_ml100k", "Run directory.")
-    logging.set_verbosity(logging.WARNING)
-    app.run(main)
+    cli.run(main)

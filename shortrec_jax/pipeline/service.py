@@ -342,18 +342,14 @@ def define_flags() -> None:
     config_flags.DEFINE_config_dict("pipeline", config_dict(), "Pipeline knobs.")
 
 
-def main(argv: list[str]) -> None:
+def main() -> None:
     """Loads the runs once, then serves until stopped."""
     import uvicorn
-    from absl import app, flags, logging
+    from absl import flags
 
     from shortrec_jax.pipeline.config import PipelineConfig
 
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     values = flags.FLAGS
-    if not values["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
     recommender = Recommender.from_runs(
         values.workdir,
         sequence_workdir=values.bert4rec_workdir or None,
