@@ -89,7 +89,7 @@ def test_resume_refuses_another_experiment(tmp_path):
 def test_unknown_model_field_is_named():
     config = small_config()
     config.model.cin_layer = (4,)
-    with pytest.raises(ValueError, match=r"model\.cin_layer "):
+    with pytest.raises(ValueError, match=r"model: unknown fields \[.cin_layer.\]"):
         model_config(config, spec=None)
 
 
