@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from ml_collections import ConfigDict
 
-from shortrec_jax.config_files import dataclass_from_mapping
+from shortrec_jax.config_files import CONFIG_DIR, config_path, dataclass_from_mapping
 from shortrec_jax.evaluation.registry import DEEP_METHODS, FAMILY_METHODS, METHOD_NAMES
 from shortrec_jax.models import FAMILIES, MODELS, get_model
 from shortrec_jax.training.tasks import TASKS, make_task
@@ -46,3 +46,16 @@ def test_dataclass_from_mapping_converts_lists_and_refuses_unknown_and_reserved_
         dataclass_from_mapping(_Knobs, {"speed": 1}, "x.y")
     with pytest.raises(ValueError, match=r"unknown fields \['width'\]"):
         dataclass_from_mapping(_Knobs, {"width": 2}, "x", width=3)
+
+
+def test_config_files_are_found_by_path_or_by_packaged_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the packaged ones answer
+    packaged = CONFIG_DIR / "xdeepfm_ml100k.py"
+    assert config_path("configs/xdeepfm_ml100k.py") == packaged
+    assert config_path("xdeepfm_ml100k.py") == packaged
+    own = tmp_path / "configs" / "xdeepfm_ml100k.py"
+    own.parent.mkdir()
+    own.write_text("")
+    assert config_path("configs/xdeepfm_ml100k.py").resolve() == own  # a real path wins
+    with pytest.raises(FileNotFoundError, match=r"no config file configs/nope\.py"):
+        config_path("configs/nope.py")
