@@ -83,9 +83,9 @@ def test_a_non_editable_install_fits_every_method_from_another_folder(tmp_path):
         ),
     )
     target = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
-        + ["--target", str(target), str(source)],
+        [*pip, "--target", str(target), str(source)],
         check=True,
         capture_output=True,
     )

@@ -31,6 +31,7 @@ from shortrec_jax.data.features import FeatureEncoder
 from shortrec_jax.data.side_files import load_configured
 from shortrec_jax.data.splits import Split, leave_one_out, random_split
 from shortrec_jax.io import run_directory
+from shortrec_jax.models import get_model
 from shortrec_jax.training.checkpoint import Checkpointer, abstract_like
 from shortrec_jax.training.loop import train_and_evaluate
 from shortrec_jax.training.optim import make_optimizer
@@ -210,7 +211,7 @@ def train_run(
     Returns:
       (the finished run, the results of `train_and_evaluate`).
     """
-    family = make_task(config).family
+    family = get_model(config.model.name).family
     split = training_split(family, train, valid, valid_fraction=valid_fraction, seed=config.seed)
     with run_directory(workdir, prefix=f"{config.model.name}-") as directory:
         results = train_and_evaluate(config, directory, split=split)
