@@ -37,7 +37,7 @@ def test_registry_builds_baselines_with_the_repeat_seed_and_rejects_unknown_fiel
         make_method("item-cf", {"neighbours": 5}, seed=0)
     with pytest.raises(ValueError, match="unknown method"):
         make_method("sasrec", {}, seed=0)
-    with pytest.raises(ValueError, match=r"model: unknown fields \['embed'\]"):
+    with pytest.raises(ValueError, match=r"model\.embed"):
         make_method(
             "xdeepfm",
             {"train_config": "configs/xdeepfm_ml100k.py", "overrides": {"model": {"embed": 3}}},
