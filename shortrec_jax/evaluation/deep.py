@@ -8,6 +8,7 @@ run directory can be scored without training (`from_run`).
 
 from __future__ import annotations
 
+import abc
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,42 @@ from shortrec_jax.training.run import TrainedRun, load_run, train_run
 from shortrec_jax.training.scorers import CTRScorer, SequenceScorer
 
 
-class CTRMethod(Method):
+class _RunMethod(Method):
+    """A deep model as a method: trained by `train_run` on what `fit` is given, then scored
+    through its run's scorer (subclasses attach the scorer and say how they score)."""
+
+    def __init__(self, train_config: ConfigDict, workdir: str | Path | None) -> None:
+        self.name = train_config.model.name
+        self.config = train_config
+        self.workdir = Path(workdir) if workdir is not None else None
+        self.run: TrainedRun | None = None
+        self.results: dict[str, Any] = {}
+
+    @classmethod
+    def from_run(cls, workdir: str | Path, data: Dataset, **options: Any) -> _RunMethod:
+        """A method from a finished run directory (no training); `data` supplies what scoring
+        reads (a CTR model's user and item features, a sequence model's histories)."""
+        run = load_run(workdir)
+        method = cls(run.config, workdir, **options)
+        method._attach(run, data)
+        return method
+
+    def fit(self, train: Dataset, valid: Dataset | None = None) -> _RunMethod:
+        run, self.results = train_run(
+            self.config, self.workdir, train, valid, **self._train_options()
+        )
+        self._attach(run, train, valid)
+        return self
+
+    def _train_options(self) -> dict[str, Any]:
+        return {}
+
+    @abc.abstractmethod
+    def _attach(self, run: TrainedRun, train: Dataset, valid: Dataset | None = None) -> None:
+        """Builds the scorer of `run` and keeps what scoring reads from the given parts."""
+
+
+class CTRMethod(_RunMethod):
     """xDeepFM or Wide & Deep as a recommendation method; scores are P(rating >= threshold).
 
     Args:
@@ -45,34 +81,18 @@ class CTRMethod(Method):
         valid_fraction: float = 0.1,
         score_batch: int = 16_384,
     ) -> None:
-        self.name = train_config.model.name
-        self.config = train_config
-        self.workdir = Path(workdir) if workdir is not None else None
+        super().__init__(train_config, workdir)
         self.valid_fraction = valid_fraction
         self.score_batch = score_batch
-        self.run: TrainedRun | None = None
         self.scorer: CTRScorer | None = None
         self.side: Dataset | None = None
-        self.results: dict[str, Any] = {}
 
-    @classmethod
-    def from_run(cls, workdir: str | Path, side: Dataset, **options: Any) -> CTRMethod:
-        """A method from a finished run directory (no training); `side` supplies the user and
-        item features of the indices it will be asked to score."""
-        run = load_run(workdir)
-        method = cls(run.config, workdir, **options)
-        method._attach(run, side)
-        return method
+    def _train_options(self) -> dict[str, Any]:
+        return {"valid_fraction": self.valid_fraction}
 
-    def fit(self, train: Dataset, valid: Dataset | None = None) -> CTRMethod:
-        run, self.results = train_run(
-            self.config, self.workdir, train, valid, valid_fraction=self.valid_fraction
-        )
-        self._attach(run, train)
-        return self
-
-    def _attach(self, run: TrainedRun, side: Dataset) -> None:
-        self.run, self.side = run, side
+    def _attach(self, run: TrainedRun, train: Dataset, valid: Dataset | None = None) -> None:
+        # The features of the indices it scores come from the training part's data set.
+        self.run, self.side = run, train
         self.scorer = CTRScorer(run, self.score_batch)
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -100,7 +120,7 @@ class CTRMethod(Method):
         return self.score(users, items)
 
 
-class SequenceMethod(Method):
+class SequenceMethod(_RunMethod):
     """A next-item model (BERT4Rec) as a recommendation method: its scores after each
     user's history.
 
@@ -118,32 +138,16 @@ class SequenceMethod(Method):
     def __init__(
         self, train_config: ConfigDict, workdir: str | Path | None = None, *, score_batch: int = 256
     ) -> None:
-        self.name = train_config.model.name
-        self.config = train_config
-        self.workdir = Path(workdir) if workdir is not None else None
+        super().__init__(train_config, workdir)
         self.score_batch = score_batch
-        self.run: TrainedRun | None = None
         self.scorer: SequenceScorer | None = None
         self.history: SequenceData | None = None
-        self.results: dict[str, Any] = {}
 
-    @classmethod
-    def from_run(cls, workdir: str | Path, history: Dataset, **options: Any) -> SequenceMethod:
-        """A method from a finished run directory; `history` gives each user's sequence."""
-        run = load_run(workdir)
-        method = cls(run.config, workdir, **options)
-        method._attach(run, history)
-        return method
-
-    def fit(self, train: Dataset, valid: Dataset | None = None) -> SequenceMethod:
-        run, self.results = train_run(self.config, self.workdir, train, valid)
-        self._attach(run, train if valid is None else concat([train, valid]))
-        return self
-
-    def _attach(self, run: TrainedRun, history: Dataset) -> None:
+    def _attach(self, run: TrainedRun, train: Dataset, valid: Dataset | None = None) -> None:
         self.run = run
         self.scorer = SequenceScorer(run, self.score_batch)
-        self.history = SequenceData.from_dataset(history)
+        # The histories it scores from: everything it was given, in time order.
+        self.history = SequenceData.from_dataset(train if valid is None else concat([train, valid]))
 
     def score_all(self, users: np.ndarray) -> np.ndarray:
         """[B, I] next-item scores (logits) of every item for each of `users` ([B])."""
