@@ -353,7 +353,7 @@ def test_config_from_nested_dict_rejects_unknown_fields():
     assert PipelineConfig.from_dict({"rerank": {"exclude_items": ("1,2",)}}).rerank == (
         RerankConfig(exclude_items=("1", "2"))
     )
-    with pytest.raises(ValueError, match=r"recall\.quota"):
+    with pytest.raises(ValueError, match=r"pipeline\.recall: unknown fields \['quota'\]"):
         PipelineConfig.from_dict({"recall": {"quota": 5}})
     with pytest.raises(ValueError, match="stages"):
         PipelineConfig(stages="rank")
