@@ -1,7 +1,7 @@
 """The contract between the feature encoder (host, NumPy) and the CTR models (device, Flax).
 
 On the ground floor, so that `data/` (which writes batches) and `models/` (which reads them)
-both use it without models importing data. `FieldSpec` (data/features.py) declares one input
+both use it without models importing data. `FieldSpec` (data/fields.py) declares one input
 field to encode; `BatchLayout` here is the result: the groups and sizes of an encoded batch.
 
 A CTR batch is a flat dict of arrays (B = batch size):
