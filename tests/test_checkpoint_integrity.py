@@ -21,12 +21,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ml_collections import ConfigDict
-from shortrec_jax.training.restore import load_run
 
 from shortrec_jax.training.checkpoint import CORRUPT_DIR, CheckpointError
 from shortrec_jax.training.config_checks import RULES, ConfigError, validate_config
 from shortrec_jax.training.guards import RunDirectoryError
 from shortrec_jax.training.loop import train_and_evaluate
+from shortrec_jax.training.run import load_run
 from tests.test_fuzz import _train_py
 from tests.test_reliability import _assert_same_run, _checkpoint_steps, _restore_latest
 from tests.test_train_ctr import small_config

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "shortrec_jax"
 
 # DESIGN.md's ladder, bottom first: a module may import its own layer and the ones below.
 LADDER = (
-    "ground",  # io, cli, config files, configs, the feature schema, the item vocabulary
+    "ground",  # io, cli + overrides, config-file loading, the batch schema, the vocabulary
     "data",  # data/ and the Method contract (interface.py), which is about Datasets
     "metrics",
     "models",  # models/ and baselines/ share a floor
@@ -20,9 +20,9 @@ LADDER = (
     "features",
     "pipeline",
     "evaluation",
-    "entry",  # programs: recommend.py, the HTTP service
+    "entry",  # programs (recommend.py, the HTTP service) and the experiments (configs/)
 )
-GROUND = {"io", "cli", "config_files", "configs", "schema", "vocabulary", "__init__"}
+GROUND = {"io", "cli", "overrides", "config_files", "schema", "vocabulary", "__init__"}
 # Models see only the ground floor (the schema and the vocabulary), never data/.
 MODELS_MAY_IMPORT = {"ground", "models"}
 
@@ -31,7 +31,9 @@ def layer(module: str) -> str:
     """The layer of a module named like "shortrec_jax.data.splits"."""
     parts = module.split(".")[1:]
     top = parts[0] if parts else "__init__"
-    if module == "shortrec_jax.pipeline.service" or top == "recommend":
+    # The experiments describe runs of the programs (data side files included); the library
+    # loads them by path (config_files), never imports them.
+    if module == "shortrec_jax.pipeline.service" or top in ("recommend", "configs"):
         return "entry"
     if top in GROUND:
         return "ground"

@@ -11,7 +11,6 @@ import sys
 import numpy as np
 import pytest
 from ml_collections import ConfigDict
-from shortrec_jax.training.restore import load_run
 
 from configs import full_ranking_ml100k, loo_ml100k, paper_fig6
 from shortrec_jax import overrides
@@ -20,6 +19,7 @@ from shortrec_jax.data.auto_fields import resolve_ctr_fields
 from shortrec_jax.data.side_files import SideFile, attach_side_file, load_configured
 from shortrec_jax.evaluation import run as evaluate
 from shortrec_jax.training.loop import train_and_evaluate
+from shortrec_jax.training.run import load_run
 from tests import own_data
 from tests.test_train_bert4rec import small_config as bert4rec_config
 from tests.test_train_ctr import ROOT, SMALL
@@ -201,7 +201,7 @@ def test_side_file_duration_and_category_reach_xdeepfm(tmp_path):
     config = _shrink_ctr(_video_config(tmp_path, ctr_config()))
     train_and_evaluate(config, tmp_path / "run")
     run = load_run(tmp_path / "run")
-    encoder = run.task.encoder
+    encoder = run.encoder
     names = [f.name for f in encoder.fields]
     assert names == ["user_id", "item_id", "category", "duration", "tags"]
     saved = json.loads((tmp_path / "run" / "fields.json").read_text())
@@ -213,7 +213,7 @@ def test_side_file_duration_and_category_reach_xdeepfm(tmp_path):
 
     def scores(data):
         batch = encoder.encode_pairs(users, items, data)
-        return np.asarray(run.task.model.apply({"params": run.params}, batch, train=False))
+        return np.asarray(run.model.apply({"params": run.params}, batch, train=False))
 
     base = scores(ds)
     longer = ds.item_numeric["duration"].copy()

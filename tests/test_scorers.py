@@ -9,11 +9,11 @@ import pytest
 
 from shortrec_jax.config_files import load_config_file, merge_overrides
 from shortrec_jax.data import load
+from shortrec_jax.data.auto_fields import resolve_ctr_fields
 from shortrec_jax.data.features import FeatureEncoder
 from shortrec_jax.data.splits import subsample
 from shortrec_jax.training.run import untrained_run
 from shortrec_jax.training.scorers import CTRScorer, SequenceScorer
-from shortrec_jax.training.tasks import ctr_fields
 from shortrec_jax.vocabulary import ItemVocabulary
 
 TINY_CTR = {"model": {"embed_dim": 4, "cin_layers": (8,), "mlp_layers": (8,)}}
@@ -30,7 +30,9 @@ def ctr_run(data, tmp_path_factory):
     config = load_config_file("configs/xdeepfm_ml100k.py")
     merge_overrides(config, TINY_CTR)
     workdir = tmp_path_factory.mktemp("ctr")
-    FeatureEncoder.fit(data, ctr_fields(config)).save(workdir / "encoders" / "features.json")
+    FeatureEncoder.fit(data, resolve_ctr_fields(config.data, data)).save(
+        workdir / "encoders" / "features.json"
+    )
     return untrained_run(workdir, config)
 
 

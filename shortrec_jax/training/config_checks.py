@@ -18,9 +18,9 @@ from typing import Any
 
 from ml_collections import ConfigDict
 
-from shortrec_jax.data.schema import FeatureSpec
 from shortrec_jax.data.splits import SPLITS
 from shortrec_jax.models import MODELS
+from shortrec_jax.schema import BatchLayout
 from shortrec_jax.training.optim import OPTIMIZERS, SCHEDULES
 
 
@@ -116,7 +116,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 # Stand-ins for the model fields a task sets from the data (shapes only; never trained).
 _STAND_INS: dict[str, Any] = {
-    "spec": FeatureSpec(vocab_size=2, cat_fields=("user_id", "item_id")),
+    "spec": BatchLayout(vocab_size=2, cat_fields=("user_id", "item_id")),
     "num_items": 1,
 }
 
