@@ -106,11 +106,11 @@ def _partitioner(config: ConfigDict, task: Any) -> Any:
 
 def _flops_per_example(config: ConfigDict, task: Any, *, train: bool) -> int:
     """Model FLOPs of one example (training: forward + backward, about 3x the forward)."""
-    if config.model.name == "bert4rec":
-        from shortrec_jax.models.bert4rec import bert4rec_flops_per_sequence
+    if config.model.name in ("bert4rec", "sasrec"):
+        from shortrec_jax.models.transformer import transformer_flops_per_sequence
 
         predictions = (config.train.max_predictions or None) if train else 1
-        forward = bert4rec_flops_per_sequence(task.model.config, predictions)
+        forward = transformer_flops_per_sequence(task.model.config, predictions)
     else:
         from shortrec_jax.models.xdeepfm import xdeepfm_flops_per_example
 

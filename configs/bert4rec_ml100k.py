@@ -81,8 +81,14 @@ def get_config() -> ConfigDict:
     config.train.b1 = 0.9
     config.train.b2 = 0.98
     config.train.eps = 1e-8
-    # Logits only at the first this many masked positions per sequence (0 = all positions).
+    # At most this many masked positions per sequence, drawn uniformly among the masks when
+    # there are more (0 = no cap, logits at every position).
     config.train.max_predictions = 64
+    # 0 = full softmax over the catalogue; S > 0 = sampled softmax with S shared negatives
+    # and logQ correction (for catalogues too big for a [positions, items] logit matrix).
+    config.train.num_negatives = 0
+    # How sampled negatives are drawn: "uniform" or "log_uniform" (items sorted by popularity).
+    config.train.negative_sampler = "uniform"
     config.train.early_stopping_patience = 20
     config.train.log_every_steps = 8
     config.train.max_steps_in_flight = 4

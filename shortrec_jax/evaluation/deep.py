@@ -20,7 +20,7 @@ from shortrec_jax.data.sequences import SequenceData
 from shortrec_jax.data.splits import Split, concat, leave_one_out, random_split
 from shortrec_jax.interface import Method
 from shortrec_jax.io import run_directory
-from shortrec_jax.models.bert4rec import next_item_scores
+from shortrec_jax.models.transformer import next_item_scores
 from shortrec_jax.training.restore import TrainedRun, load_run
 
 PyTree = Any
@@ -133,7 +133,7 @@ class CTRMethod(Method):
 
 
 class BERT4RecMethod(Method):
-    """BERT4Rec as a recommendation method: next-item scores after each user's history.
+    """BERT4Rec or SASRec as a recommendation method: next-item scores after each history.
 
     `fit(train, valid)` trains on `train` (validating on `valid`, or, without one, on each
     user's last training item, held out by time); the history it scores from is everything
@@ -146,11 +146,10 @@ class BERT4RecMethod(Method):
       score_batch: users per scoring call (one shape, one compilation).
     """
 
-    name = "bert4rec"
-
     def __init__(
         self, train_config: ConfigDict, workdir: str | Path | None = None, *, score_batch: int = 256
     ) -> None:
+        self.name = train_config.model.name
         self.config = train_config
         self.workdir = Path(workdir) if workdir is not None else None
         self.score_batch = score_batch
@@ -174,7 +173,7 @@ class BERT4RecMethod(Method):
             split = Split(train=inner.train, valid=inner.test, test=None, protocol=inner.protocol)
         else:
             split = Split(train=train, valid=valid, test=None, protocol="given")
-        with run_directory(self.workdir, prefix="bert4rec-") as workdir:
+        with run_directory(self.workdir, prefix=f"{self.name}-") as workdir:
             self.results = train_and_evaluate(self.config, workdir, split=split)
             run = load_run(workdir)
         seen = train if valid is None else concat([train, valid])
@@ -190,7 +189,7 @@ class BERT4RecMethod(Method):
     def score_all(self, users: np.ndarray) -> np.ndarray:
         """[B, I] next-item scores (logits) of every item for each of `users` ([B])."""
         if self.run is None or self.history is None:
-            raise RuntimeError("bert4rec: call fit() (or from_run) before scoring")
+            raise RuntimeError(f"{self.name}: call fit() (or from_run) before scoring")
         users = np.asarray(users)
         max_len = self.run.config.data.max_len
         out = np.empty((users.size, self.run.task.num_items), dtype=np.float32)

@@ -23,7 +23,12 @@ from shortrec_jax.interface import Method
 from shortrec_jax.pipeline.method import PIPELINE_METHODS, make_pipeline_method
 
 ROOT = Path(__file__).resolve().parents[2]
-DEEP_METHODS = {"xdeepfm": CTRMethod, "widedeep": CTRMethod, "bert4rec": BERT4RecMethod}
+DEEP_METHODS = {
+    "xdeepfm": CTRMethod,
+    "widedeep": CTRMethod,
+    "bert4rec": BERT4RecMethod,
+    "sasrec": BERT4RecMethod,
+}
 METHOD_NAMES = (*BASELINES, *DEEP_METHODS, *PIPELINE_METHODS)
 
 

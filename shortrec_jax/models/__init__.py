@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 
 from shortrec_jax.models.bert4rec import BERT4Rec, BERT4RecConfig
+from shortrec_jax.models.sasrec import SASRec, SASRecConfig
 from shortrec_jax.models.xdeepfm import WideAndDeep, WideAndDeepConfig, XDeepFM, XDeepFMConfig
 
 
@@ -27,6 +28,7 @@ MODELS: dict[str, ModelEntry] = {
     "xdeepfm": ModelEntry(XDeepFMConfig, XDeepFM),
     "widedeep": ModelEntry(WideAndDeepConfig, WideAndDeep),
     "bert4rec": ModelEntry(BERT4RecConfig, BERT4Rec),
+    "sasrec": ModelEntry(SASRecConfig, SASRec),
 }
 
 

@@ -37,7 +37,7 @@ from shortrec_jax.data.auto_fields import content_sources
 from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.sequences import eval_inputs
 from shortrec_jax.interface import top_k
-from shortrec_jax.models.bert4rec import next_item_scores
+from shortrec_jax.models.transformer import next_item_scores
 from shortrec_jax.pipeline.config import RecallConfig
 from shortrec_jax.training.restore import TrainedRun
 
@@ -221,7 +221,8 @@ class PopularRecaller(Recaller):
 
 
 class SequenceRecaller(Recaller):
-    """BERT4Rec's next-item scores after the request's history (the live one included).
+    """BERT4Rec's or SASRec's next-item scores after the request's history (the live one
+    included).
 
     The run may have been trained on another load of the data: items are matched by raw id,
     history items the run does not know are left out of its input, and catalogue items it

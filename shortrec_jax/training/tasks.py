@@ -1,7 +1,8 @@
 """Model families as `Task`s of the training loop: their data, loss and validation metrics.
 
 `CTRTask` trains xDeepFM and Wide & Deep on labelled (user, item) pairs; `ClozeTask` trains
-BERT4Rec on item sequences; `make_task` picks the task from `config.model.name`.
+BERT4Rec on item sequences, `NextItemTask` SASRec; `make_task` picks the task from
+`config.model.name`.
 """
 
 from __future__ import annotations
@@ -22,13 +23,21 @@ from shortrec_jax.data import Dataset
 from shortrec_jax.data.auto_fields import record_fields, resolve_ctr_fields
 from shortrec_jax.data.batching import batches, num_batches
 from shortrec_jax.data.features import FeatureEncoder
-from shortrec_jax.data.sequences import SequenceData, cloze_mask, cloze_rng, history_as_of
+from shortrec_jax.data.sequences import (
+    SequenceData,
+    cloze_mask,
+    cloze_rng,
+    history_as_of,
+    next_item_targets,
+    num_last_item_rows,
+)
 from shortrec_jax.data.side_files import load_configured
 from shortrec_jax.data.splits import SPLITS, Split, subsample
 from shortrec_jax.evaluation.metrics import auc, logloss, rank_metrics_from_ranks
 from shortrec_jax.io import write_json_atomic
 from shortrec_jax.models import MODELS
-from shortrec_jax.models.bert4rec import BERT4Rec, cloze_loss, next_item_scores
+from shortrec_jax.models.seq_losses import sampled_softmax_loss, softmax_loss
+from shortrec_jax.models.transformer import next_item_scores
 
 PyTree = Any
 
@@ -215,10 +224,15 @@ class CTRTask:
 class ClozeTask:
     """Next-item prediction with BERT4Rec: cloze training, full-ranking HR/NDCG/MRR.
 
-    Training sequences come from the training part only; a validation user's history is its
+    Training windows come from the training part only; a validation user's history is its
     training sequence, a test user's history adds the validation item (leave-one-out). Each
     evaluated user's held-out item is ranked against every item except the ones already in
-    that user's history.
+    that user's history. Seen items are kept as padded index lists and turned into a mask one
+    batch at a time on the device: nothing here is shaped [users, items].
+
+    Validation ranks over the full catalogue only; the test part also ranks against
+    `eval.sampled_negatives` popularity-sampled items (the BERT4Rec paper's protocol), which
+    the trainer computes once, for the best checkpoint.
 
     Args:
       config: the run's config (see configs/bert4rec_ml100k.py).
@@ -248,14 +262,13 @@ class ClozeTask:
     def prepare(self, workdir: Path) -> None:
         split = self.split if self.split is not None else load_split(self.config)
         if split.valid is None:
-            raise ValueError("the BERT4Rec task needs a validation part (data.split=leave_one_out)")
-        data = self.config.data
+            raise ValueError(
+                f"the {self.config.model.name} task needs a validation part "
+                "(data.split=leave_one_out)"
+            )
         self.num_items = split.train.num_items
         self.item_ids = split.train.item_ids
-        train_seqs = SequenceData.from_dataset(split.train)
-        self.windows = train_seqs.train_windows(
-            data.max_len, stride=data.window_stride or None, min_len=2
-        )
+        self.windows = self._train_windows(SequenceData.from_dataset(split.train))
         popularity = np.bincount(split.train.items, minlength=self.num_items).astype(np.float64)
         for stream, part in enumerate(("valid", "test")):
             if getattr(split, part) is not None:
@@ -269,6 +282,11 @@ class ClozeTask:
             )
         self._build_model()
 
+    def _train_windows(self, seqs: SequenceData) -> np.ndarray:
+        """[S, L] windows over the whole training history (cloze masks are drawn per epoch)."""
+        data = self.config.data
+        return seqs.train_windows(data.max_len, stride=data.window_stride or None, min_len=2)
+
     def restore(self, workdir: Path) -> None:
         saved = json.loads((workdir / "encoders" / "sequences.json").read_text())
         self.num_items = int(saved["num_items"])
@@ -276,28 +294,34 @@ class ClozeTask:
         self._build_model()
 
     def _build_model(self) -> None:
+        entry = MODELS[self.config.model.name]
         cfg = model_config(self.config, num_items=self.num_items, max_len=self.config.data.max_len)
-        self.model = BERT4Rec(cfg)
+        self.model = entry.module(cfg)
 
     def _eval_arrays(
         self, history: SequenceData, part: Dataset, popularity: np.ndarray, stream: int
     ) -> dict[str, np.ndarray]:
-        """Inputs [N, L], targets [N], a seen-item mask [N, I] and, when configured, sampled
+        """Inputs [N, L], targets [N], seen items [N, M] (item indices padded with
+        `num_items`, M the longest history) and, for the test part when configured, sampled
         negatives [N, S] of one held-out part."""
         users = part.users
-        seen = np.zeros((users.size, self.num_items), dtype=bool)
-        for row, u in enumerate(users.tolist()):
-            if u < history.num_users:
-                seen[row, history.history(u) - 1] = True
+        known = users < history.num_users
+        lengths = np.where(known, history.lengths()[np.where(known, users, 0)], 0)
+        width = max(1, int(lengths.max(initial=0)))
+        seen = np.full((users.size, width), self.num_items, dtype=np.int32)
+        rows = np.repeat(np.arange(users.size), lengths)
+        cols = np.arange(rows.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        starts = np.repeat(history.offsets[np.where(known, users, 0)], lengths)
+        seen[rows, cols] = history.values[starts + cols] - 1
         # A held-out item seen before (a repeat) must stay rankable.
-        seen[np.arange(users.size), part.items] = False
+        seen[seen == part.items[:, None]] = self.num_items
         arrays = {
             "inputs": history.eval_inputs(users, self.config.data.max_len),
             "target": part.items.astype(np.int32),
             "seen": seen,
         }
         count = self.config.eval.sampled_negatives
-        if count:
+        if count and stream > 0:
             rng = np.random.default_rng([self.config.seed, stream])
             arrays["negatives"] = sample_negatives(seen, part.items, popularity, count, rng)
         return arrays
@@ -306,29 +330,35 @@ class ClozeTask:
         ids = jnp.zeros((1, self.config.data.max_len), jnp.int32)
         return self.model.init({"params": rng}, ids, train=False)["params"]
 
+    def _max_predictions(self) -> int | None:
+        return self.config.train.max_predictions or None
+
     def loss_sums(
         self, params: PyTree, batch: PyTree, rng: jax.Array, train: bool
     ) -> dict[str, jax.Array]:
         # Padding rows of a partial batch carry weight 0 at every position.
         weights = batch["weights"] * batch["weight"][:, None]
-        loss, count = cloze_loss(
-            self.model,
-            params,
-            batch["inputs"],
-            batch["labels"],
-            weights,
-            rng,
-            train,
-            max_predictions=self.config.train.max_predictions or None,
-        )
+        args = (self.model, params, batch["inputs"], batch["labels"], weights, rng, train)
+        options = {"max_predictions": self._max_predictions()}
+        negatives = self.config.train.num_negatives
+        if negatives:
+            sampler = self.config.train.negative_sampler
+            loss, count = sampled_softmax_loss(
+                *args, num_negatives=negatives, sampler=sampler, **options
+            )
+        else:
+            loss, count = softmax_loss(*args, **options)
         return {"loss": loss, "count": count}
 
-    def steps_per_epoch(self, batch_size: int) -> int:
-        return num_batches(self.windows.shape[0], batch_size)
+    def _num_train_rows(self) -> int:
+        return self.windows.shape[0] + num_last_item_rows(
+            self.windows, self.config.data.last_item_prob
+        )
 
-    def train_batches(
-        self, epoch: int, batch_size: int, num_shards: int, process_rows: slice | None = None
-    ) -> Iterator[dict[str, np.ndarray]]:
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return num_batches(self._num_train_rows(), batch_size)
+
+    def _train_arrays(self, epoch: int) -> dict[str, np.ndarray]:
         data = self.config.data
         inputs, labels, weights = cloze_mask(
             self.windows,
@@ -336,10 +366,15 @@ class ClozeTask:
             mask_id=self.num_items + 1,
             rng=cloze_rng(self.config.seed, epoch),
             last_item_prob=data.last_item_prob,
+            max_predictions=self._max_predictions(),
         )
-        arrays = {"inputs": inputs, "labels": labels, "weights": weights}
+        return {"inputs": inputs, "labels": labels, "weights": weights}
+
+    def train_batches(
+        self, epoch: int, batch_size: int, num_shards: int, process_rows: slice | None = None
+    ) -> Iterator[dict[str, np.ndarray]]:
         return batches(
-            arrays,
+            self._train_arrays(epoch),
             batch_size,
             num_shards=num_shards,
             shuffle=True,
@@ -351,8 +386,12 @@ class ClozeTask:
     def predict(self, params: PyTree, batch: PyTree) -> tuple[jax.Array, dict[str, jax.Array]]:
         scores = next_item_scores(self.model, params, batch["inputs"])  # [b, I]
         target = jnp.take_along_axis(scores, batch["target"][:, None], axis=1)  # [b, 1]
+        # This batch's seen-item mask; the padding index I falls in a column that is cut off.
+        rows = jnp.arange(scores.shape[0])[:, None]
+        seen = jnp.zeros((scores.shape[0], self.num_items + 1), bool)
+        seen = seen.at[rows, batch["seen"]].set(True)[:, : self.num_items]  # [b, I]
         # The rank counts the allowed items scored strictly above the held-out one.
-        ranks = [jnp.sum((scores > target) & ~batch["seen"], axis=1)]
+        ranks = [jnp.sum((scores > target) & ~seen, axis=1)]
         if "negatives" in batch:
             negative = jnp.take_along_axis(scores, batch["negatives"], axis=1)  # [b, S]
             ranks.append(jnp.sum(negative > target, axis=1))
@@ -382,39 +421,71 @@ class ClozeTask:
         return metrics
 
 
+class NextItemTask(ClozeTask):
+    """Next-item prediction with SASRec: every position of a window predicts the item after it.
+
+    Windows of `data.max_len + 1` items with stride `data.window_stride` (0 = only each user's
+    latest window); with stride = max_len consecutive windows share one item, so every
+    training interaction but each user's first is a target exactly once. Evaluation is
+    `ClozeTask`'s (the mask token appended after the history; SASRec reads the state before
+    it, see `SequenceTransformer.next_state`).
+    """
+
+    def _train_windows(self, seqs: SequenceData) -> np.ndarray:
+        data = self.config.data
+        return seqs.train_windows(data.max_len + 1, stride=data.window_stride or None, min_len=2)
+
+    def _num_train_rows(self) -> int:
+        return self.windows.shape[0]
+
+    def _train_arrays(self, epoch: int) -> dict[str, np.ndarray]:
+        inputs, labels, weights = next_item_targets(self.windows)
+        return {"inputs": inputs, "labels": labels, "weights": weights}
+
+
 def sample_negatives(
     seen: np.ndarray,
     targets: np.ndarray,
     popularity: np.ndarray,
     count: int,
     rng: np.random.Generator,
+    chunk: int = 1024,
 ) -> np.ndarray:
     """Popularity-sampled negatives per user, without replacement (the BERT4Rec paper's).
 
     Args:
-      seen: [N, I] bool, items each user has interacted with (never sampled).
+      seen: [N, M] int item indices each user has interacted with (never sampled), padded
+        with any value outside 0..I-1.
       targets: [N] int, each user's held-out item (never sampled).
       popularity: [I] training counts; an item is drawn with probability proportional to it.
       count: S negatives per user.
       rng: the generator.
+      chunk: users drawn at a time ([chunk, I] weights in memory, never [N, I]).
 
     Returns:
       [N, S] int32 item indices.
     """
-    weights = np.where(seen, 0.0, popularity[None, :])  # [N, I]
-    weights[np.arange(targets.size), targets] = 0.0
-    available = np.count_nonzero(weights > 0, axis=1)
-    if available.size and available.min() < count:
-        row = int(np.argmin(available))
-        raise ValueError(
-            f"eval.sampled_negatives={count}, but user row {row} has only {available[row]} "
-            "unseen items with training interactions"
-        )
-    # Gumbel top-k draws S items without replacement with probabilities proportional to the
-    # weights, for every row at once.
-    keys = np.log(np.where(weights > 0, weights, np.nan)) + rng.gumbel(size=weights.shape)
-    keys = np.where(np.isnan(keys), -np.inf, keys)
-    return np.argsort(-keys, axis=1, kind="stable")[:, :count].astype(np.int32)
+    num_items = popularity.size
+    out = np.empty((targets.size, count), dtype=np.int32)
+    for start in range(0, targets.size, chunk):
+        stop = min(start + chunk, targets.size)
+        weights = np.broadcast_to(popularity, (stop - start, num_items)).copy()  # [c, I]
+        rows, cols = np.nonzero((seen[start:stop] >= 0) & (seen[start:stop] < num_items))
+        weights[rows, seen[start:stop][rows, cols]] = 0.0
+        weights[np.arange(stop - start), targets[start:stop]] = 0.0
+        available = np.count_nonzero(weights > 0, axis=1)
+        if available.min() < count:
+            row = int(np.argmin(available))
+            raise ValueError(
+                f"eval.sampled_negatives={count}, but user row {start + row} has only "
+                f"{available[row]} unseen items with training interactions"
+            )
+        # Gumbel top-k draws S items without replacement with probabilities proportional to
+        # the weights, for every row at once.
+        with np.errstate(divide="ignore"):
+            keys = np.log(weights) + rng.gumbel(size=weights.shape)
+        out[start:stop] = np.argsort(-keys, axis=1, kind="stable")[:, :count]
+    return out
 
 
 def make_task(config: ConfigDict, split: Split | None = None) -> Any:
@@ -424,4 +495,6 @@ def make_task(config: ConfigDict, split: Split | None = None) -> Any:
         return CTRTask(config, split)
     if name == "bert4rec":
         return ClozeTask(config, split)
+    if name == "sasrec":
+        return NextItemTask(config, split)
     raise ValueError(f"model.name={name!r} has no training task; expected one of {sorted(MODELS)}")
