@@ -30,8 +30,25 @@ from configs import full_ranking_ml100k, paper_fig6
 def get_config() -> ConfigDict:
     config = paper_fig6.get_config()
     config.repeats = 1
-    config.method_names = ("item-cf", "user-cf", "kg", "tag-cf", "pop", "bert4rec", "random")
+    config.method_names = (
+        "sasrec",
+        "bert4rec",
+        "recency-cf",
+        "ease",
+        "item-cf",
+        "user-cf",
+        "kg",
+        "tag-cf",
+        "pop",
+        "random",
+    )
     config.methods = full_ranking_ml100k.full_ranking_methods()
+    # Item-CF with the history weighted decay**steps_back: the floor of a sequential model.
+    config.methods.recency_cf = ConfigDict()
+    config.methods.recency_cf.decay = 0.9
+    config.methods.recency_cf.max_history = 200
+    config.methods.sasrec = ConfigDict()
+    config.methods.sasrec.train_config = "configs/sasrec_ml100k.py"
 
     config.protocol = ConfigDict()
     config.protocol.name = "leave_one_out"

@@ -467,3 +467,34 @@ def test_ease_solution_satisfies_its_optimality_conditions():
     np.testing.assert_allclose(model.score_all(np.arange(3)), x @ b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="l2"):
         EASE(l2=0.0)
+
+
+def test_recency_item_cf_by_hand():
+    from shortrec_jax.baselines.recency import RecencyItemCF
+    from shortrec_jax.data.build import build_dataset
+
+    # Users a: items 0 then 1 (times 1, 2); b: 0, 2; c: 1, 2; d: 2 then 3 then 0.
+    users = ["a", "a", "b", "b", "c", "c", "d", "d", "d"]
+    items = ["0", "1", "0", "2", "1", "2", "2", "3", "0"]
+    times = [1, 2, 1, 2, 1, 2, 1, 2, 3]
+    ds = build_dataset(
+        "tiny", np.array(users), np.array(items), np.ones(9), np.array(times), source="test"
+    )
+    method = RecencyItemCF(decay=0.5).fit(ds)
+    idx = [ds.item_index(str(i)) for i in range(4)]
+    # Item columns over users (a, b, c, d): 0 = (1,1,0,1), 1 = (1,0,1,0), 2 = (0,1,1,1),
+    # 3 = (0,0,0,1); norms sqrt 3, sqrt 2, sqrt 3, 1.
+    cos = {(0, 1): 1 / np.sqrt(6), (0, 2): 2 / 3, (0, 3): 1 / np.sqrt(3), (1, 2): 1 / np.sqrt(6)}
+    cos |= {(j, i): v for (i, j), v in cos.items()}
+    cos |= {(1, 3): 0.0, (3, 1): 0.0, (2, 3): 1 / np.sqrt(3), (3, 2): 1 / np.sqrt(3)}
+    # User d's history, most recent first: 0 (weight 1), 3 (0.5), 2 (0.25).
+    weights = {0: 1.0, 3: 0.5, 2: 0.25}
+    scores = method.score_all(np.array([ds.user_index("d")]))[0]
+    for i in range(4):
+        expected = sum(w * cos.get((i, j), 0.0) for j, w in weights.items() if j != i)
+        assert scores[idx[i]] == pytest.approx(expected, rel=1e-5), i
+    # decay=1 weighs the whole history alike (plain item-CF sums).
+    flat = RecencyItemCF(decay=1.0).fit(ds).score_all(np.array([ds.user_index("d")]))[0]
+    assert flat[idx[1]] == pytest.approx(cos[(1, 0)] + cos[(1, 2)], rel=1e-5)
+    with pytest.raises(ValueError, match="decay"):
+        RecencyItemCF(decay=0.0)
