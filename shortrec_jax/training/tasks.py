@@ -253,11 +253,21 @@ class ClozeTask:
         self.item_ids: np.ndarray | None = None
         self.windows: np.ndarray | None = None
         self.eval: dict[str, dict[str, np.ndarray]] = {}
+        #: part -> (item indices [T] int32, offsets [N + 1]): each evaluated user's seen items.
+        self.seen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.model: Any = None
 
     @property
     def parts(self) -> tuple[str, ...]:
         return ("train", *self.eval)
+
+    @property
+    def seen_width(self) -> int:
+        """The padded width of the seen lists: the longest history of any part (one shape for
+        every evaluation batch, so the eval step compiles once)."""
+        return max(
+            [1] + [int(np.diff(offsets).max(initial=0)) for _, offsets in self.seen.values()]
+        )
 
     def prepare(self, workdir: Path) -> None:
         split = self.split if self.split is not None else load_split(self.config)
@@ -301,24 +311,27 @@ class ClozeTask:
     def _eval_arrays(
         self, history: SequenceData, part: Dataset, popularity: np.ndarray, stream: int
     ) -> dict[str, np.ndarray]:
-        """Inputs [N, L], targets [N], seen items [N, M] (item indices padded with
-        `num_items`, M the longest history) and, for the test part when configured, sampled
-        negatives [N, S] of one held-out part."""
+        """Inputs [N, L], targets [N], rows [N] (into the seen lists) and, for the test part
+        when configured, sampled negatives [N, S] of one held-out part. The items each user
+        has seen go to `self.seen[part name]` in CSR layout; `eval_batches` pads them per
+        batch."""
         users = part.users
         known = users < history.num_users
-        lengths = np.where(known, history.lengths()[np.where(known, users, 0)], 0)
-        width = max(1, int(lengths.max(initial=0)))
-        seen = np.full((users.size, width), self.num_items, dtype=np.int32)
+        safe = np.where(known, users, 0)
+        lengths = np.where(known, history.lengths()[safe], 0)
         rows = np.repeat(np.arange(users.size), lengths)
-        cols = np.arange(rows.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        starts = np.repeat(history.offsets[np.where(known, users, 0)], lengths)
-        seen[rows, cols] = history.values[starts + cols] - 1
+        starts = np.repeat(history.offsets[safe] - np.cumsum(lengths) + lengths, lengths)
+        items = history.values[starts + np.arange(rows.size)] - 1
         # A held-out item seen before (a repeat) must stay rankable.
-        seen[seen == part.items[:, None]] = self.num_items
+        keep = items != part.items[rows]
+        offsets = np.zeros(users.size + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows[keep], minlength=users.size), out=offsets[1:])
+        seen = (items[keep].astype(np.int32), offsets)
+        self.seen["test" if stream else "valid"] = seen
         arrays = {
             "inputs": history.eval_inputs(users, self.config.data.max_len),
             "target": part.items.astype(np.int32),
-            "seen": seen,
+            "row": np.arange(users.size, dtype=np.int32),
         }
         count = self.config.eval.sampled_negatives
         if count and stream > 0:
@@ -400,13 +413,25 @@ class ClozeTask:
     def eval_batches(
         self, part: str, batch_size: int, num_shards: int, process_rows: slice | None = None
     ) -> Iterator[dict[str, np.ndarray]]:
-        return batches(
+        """Batches of the part, each with "seen" [b, W] int32: the rows' seen item indices
+        padded with num_items (built here, batch by batch, from the CSR lists)."""
+        values, offsets = self.seen[part]
+        width = self.seen_width
+        for batch in batches(
             self.eval[part],
             batch_size,
             num_shards=num_shards,
             shuffle=False,
             process_rows=process_rows,
-        )
+        ):
+            rows = batch.pop("row")
+            lengths = offsets[rows + 1] - offsets[rows]
+            cols = np.arange(width)
+            index = np.minimum(offsets[rows][:, None] + cols, max(values.size - 1, 0))
+            real = cols < lengths[:, None]
+            picked = values[index] if values.size else np.zeros(index.shape, np.int32)
+            batch["seen"] = np.where(real, picked, self.num_items).astype(np.int32)
+            yield batch
 
     def eval_metrics(
         self, part: str, per_example: np.ndarray, sums: dict[str, float]
@@ -444,34 +469,38 @@ class NextItemTask(ClozeTask):
 
 
 def sample_negatives(
-    seen: np.ndarray,
+    seen: tuple[np.ndarray, np.ndarray],
     targets: np.ndarray,
     popularity: np.ndarray,
     count: int,
     rng: np.random.Generator,
-    chunk: int = 1024,
+    max_entries: int = 2**20,
 ) -> np.ndarray:
     """Popularity-sampled negatives per user, without replacement (the BERT4Rec paper's).
 
     Args:
-      seen: [N, M] int item indices each user has interacted with (never sampled), padded
-        with any value outside 0..I-1.
+      seen: (item indices [T], offsets [N + 1]): user n's seen items (never sampled) are
+        `indices[offsets[n]:offsets[n + 1]]`.
       targets: [N] int, each user's held-out item (never sampled).
       popularity: [I] training counts; an item is drawn with probability proportional to it.
       count: S negatives per user.
       rng: the generator.
-      chunk: users drawn at a time ([chunk, I] weights in memory, never [N, I]).
+      max_entries: users are drawn a few at a time, with at most this many [users, I]
+        weights in memory at once (about 8 MB per float64 array; never [N, I]).
 
     Returns:
       [N, S] int32 item indices.
     """
+    values, offsets = seen
     num_items = popularity.size
+    chunk = max(1, max_entries // max(num_items, 1))
     out = np.empty((targets.size, count), dtype=np.int32)
     for start in range(0, targets.size, chunk):
         stop = min(start + chunk, targets.size)
         weights = np.broadcast_to(popularity, (stop - start, num_items)).copy()  # [c, I]
-        rows, cols = np.nonzero((seen[start:stop] >= 0) & (seen[start:stop] < num_items))
-        weights[rows, seen[start:stop][rows, cols]] = 0.0
+        lo, hi = offsets[start], offsets[stop]
+        rows = np.repeat(np.arange(stop - start), np.diff(offsets[start : stop + 1]))
+        weights[rows, values[lo:hi]] = 0.0
         weights[np.arange(stop - start), targets[start:stop]] = 0.0
         available = np.count_nonzero(weights > 0, axis=1)
         if available.min() < count:
