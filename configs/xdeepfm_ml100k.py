@@ -106,8 +106,10 @@ def get_config() -> ConfigDict:
     config.train.b1 = 0.9
     config.train.b2 = 0.999
     config.train.eps = 1e-8
-    # Stop after this many epochs without a better validation metric; 0 = never.
+    # Stop after this many validations without a better metric; 0 = never.
     config.train.early_stopping_patience = 3
+    # Validate every this many steps (saving only new bests); 0 = after every epoch.
+    config.train.eval_every_steps = 0
     # Host synchronisation (loss check, logging) every this many steps.
     config.train.log_every_steps = 20
     # Steps queued on the devices before the host waits for the oldest.
