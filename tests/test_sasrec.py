@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import tempfile
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +17,8 @@ from shortrec_jax.data.sequences import SequenceData, next_item_targets
 from shortrec_jax.models.sasrec import SASRec, SASRecConfig
 from shortrec_jax.models.seq_losses import softmax_loss
 from shortrec_jax.models.transformer import SequenceTransformer, next_item_scores
+from shortrec_jax.training.checkpoint import Checkpointer
+from shortrec_jax.training.logger import read_jsonl
 from shortrec_jax.training.loop import train_and_evaluate
 from shortrec_jax.training.optim import make_optimizer
 from shortrec_jax.training.parallel import Partitioner
@@ -186,9 +190,34 @@ def test_sasrec_sharded_step_equals_single_device(tmp_path):
     assert out["single"][1]["count"] == out["sharded"][1]["count"] == pytest.approx(expected)
 
 
+def _steps_per_epoch(config) -> int:
+    task = NextItemTask(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        task.prepare(Path(tmp))
+    return task.steps_per_epoch(config.train.batch_size)
+
+
 @pytest.mark.slow
-def test_train_sasrec_end_to_end(tmp_path):
-    results = train_and_evaluate(small_config(), tmp_path)
+def test_train_sasrec_end_to_end_validating_every_k_steps(tmp_path):
+    config = small_config()
+    config.train.num_epochs = 3
+    config.train.eval_every_steps = 4
+    config.train.early_stopping_patience = 0
+    results = train_and_evaluate(config, tmp_path)
     assert set(results["test"]) >= {"hr@10", "ndcg@10", "sampled100_pop/hr@10"}
     assert "sampled100_pop/hr@10" not in results["valid"]  # full ranking only in validation
     assert 0.0 <= results["test"]["ndcg@10"] <= results["test"]["hr@10"] <= 1.0
+    # Validations every 4 steps and where training ended; checkpoints only for new bests.
+    records = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if r["kind"] == "valid"]
+    steps, total = [r["step"] for r in records], results["epochs"] * _steps_per_epoch(config)
+    assert steps == list(range(4, total + 1, 4)) + ([total] if total % 4 else [])
+    best, improved = -1.0, []
+    for r in records:
+        if r["ndcg@10"] > best:
+            best, improved = r["ndcg@10"], [*improved, r["step"]]
+    ckpt = Checkpointer(tmp_path, keep=config.checkpoint.keep, best_metric="ndcg@10")
+    try:
+        assert set(ckpt.all_steps()) <= set(improved)
+        assert ckpt.best_step() == improved[-1] == results["best_step"]
+    finally:
+        ckpt.close()

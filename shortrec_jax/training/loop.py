@@ -190,6 +190,10 @@ def _fit(session: Session, state: TrainState, meta: dict[str, Any]) -> None:
             validate_and_save(session, state, meta, epoch)
         meta["epoch"] = epoch + 1
         epoch += 1
+    every = config.train.eval_every_steps
+    if every and int(jax.device_get(state.step)) % every and not patience_spent(config, meta):
+        # The steps after the last validation of a step cadence: validate where training ends.
+        validate_and_save(session, state, meta, epoch - 1)
 
 
 def _evaluate_best(session: Session) -> dict[str, Any]:
