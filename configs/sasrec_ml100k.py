@@ -17,6 +17,11 @@ References (docs/references.md, same protocol and data): RecBole 1.2.1 SASRec HR
 NDCG@10 0.052 after 19 minutes; item-CF with recency-weighted history 0.147 / 0.080; EASE
 NDCG@10 0.071. The README gives what this config reaches.
 
+Measured (seed 2020, 2 CPU cores shared with six other jobs, load average 11-12): best
+validation NDCG@10 0.117 at step 840 (epoch 45 of 19 steps), test NDCG@10 0.100 / HR@10
+0.197; 36 minutes of wall time on that loaded machine (validation reached 0.11 by step 300),
+host peak 1.07 GiB. Not measured on a quiet machine.
+
 Launch:
   python train.py --config=configs/sasrec_ml100k.py --workdir=runs/sasrec_ml100k
 """
