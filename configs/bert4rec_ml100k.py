@@ -25,6 +25,11 @@ References (docs/references.md, same protocol and data, 2 CPU cores): RecBole 1.
 0.071 / NDCG@10 0.034 and SASRec 0.106 / 0.052 (both capped at 19 minutes); item-CF with
 recency-weighted history 0.147 / 0.080. The README gives what this config reaches.
 
+Measured (seed 2020, 2 CPU cores shared with six other jobs, load average 11-12), capped at
+13 epochs (741 steps, 18 minutes on that loaded machine, host peak 0.97 GiB): best
+validation NDCG@10 0.084 at step 700, still rising; test NDCG@10 0.061 / HR@10 0.124. Not
+converged, one seed; the README's leave-one-out section has the table.
+
 Launch:
   python train.py --config=configs/bert4rec_ml100k.py --workdir=runs/bert4rec_ml100k
 """
