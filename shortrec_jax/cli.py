@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 from absl import app, flags
 from ml_collections import config_flags
 
-from shortrec_jax import overrides
+from shortrec_jax import overrides, platform
 
 
 def _refuse(error: Exception) -> NoReturn:
@@ -88,12 +88,14 @@ def user_errors(traceback: bool = False) -> Iterator[None]:
 
 def run(main: Callable[[list[str]], Any]) -> None:
     """`absl.app.run(main)` with unknown config keys refused in one line, and bad input shown
-    as one line (the traceback with --verbosity=1 or more)."""
+    as one line (the traceback with --verbosity=1 or more), on the automatic CPU layout
+    (`platform.configure_cpu`: set before `main` starts JAX)."""
 
     def guarded(argv: list[str]) -> Any:
         with user_errors(traceback=flags.FLAGS["verbosity"].value >= 1):
             return main(argv)
 
+    platform.configure_cpu()
     app.run(guarded, flags_parser=_parse_flags)
 
 
