@@ -2,10 +2,11 @@
 
 XLA's CPU backend runs many of the small operations of one device on one thread, so on a
 multi-core machine one CPU device leaves cores idle. `configure_cpu` therefore splits the CPU
-into one device per usable core (`jax_num_cpu_devices`), and the trainer's data-parallel
-step runs one slice of every batch on each (benchmarks/RESULTS.md has the measurement that
-chose this). It also keeps freed host memory in glibc's heap (`mallopt`), so that the large
-temporary buffers of every step are not unmapped and faulted in again each time.
+into one device per usable core (`jax_num_cpu_devices`, rounded down to a power of two), and
+the trainer's data-parallel step runs one slice of every batch on each (benchmarks/RESULTS.md
+has the measurement that chose this). It also keeps freed host memory in glibc's heap
+(`mallopt`), so that the large temporary buffers of every step are not unmapped and faulted
+in again each time.
 
 Nothing is changed where the user has chosen: a device count in XLA_FLAGS
 (--xla_force_host_platform_device_count=N) or in JAX_NUM_CPU_DEVICES, or JAX_PLATFORMS
@@ -39,6 +40,9 @@ def usable_cores() -> int:
 def cpu_device_count(environ: Mapping[str, str], cores: int) -> int | None:
     """The CPU device count to set, or None where the user chose or the CPU is not used.
 
+    One device per core, rounded down to a power of two (6 cores: 4 devices), since the
+    global batch must split evenly over the devices.
+
     Args:
       environ: the process environment (XLA_FLAGS, JAX_NUM_CPU_DEVICES, JAX_PLATFORMS).
       cores: usable CPU cores.
@@ -50,7 +54,8 @@ def cpu_device_count(environ: Mapping[str, str], cores: int) -> int | None:
     platforms = environ.get("JAX_PLATFORMS", "").strip()
     if platforms and "cpu" not in platforms.split(","):
         return None
-    return max(cores, 1)
+    # A power of two, so that the batch sizes of the configs (powers of two) divide evenly.
+    return 1 << (max(cores, 1).bit_length() - 1)
 
 
 def keep_freed_memory() -> bool:
@@ -102,4 +107,6 @@ def configure_cpu(environ: Mapping[str, str] | None = None) -> str:
     except RuntimeError as e:  # the backends already exist: too late to change them
         return f"CPU layout unchanged: {e}"
     kept = keep_freed_memory()
-    return f"{count} CPU device(s), one per core" + (", freed memory kept" if kept else "")
+    return f"{count} CPU device(s) for {usable_cores()} core(s)" + (
+        ", freed memory kept" if kept else ""
+    )

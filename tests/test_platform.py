@@ -21,10 +21,10 @@ from tests.test_train_ctr import ROOT, small_config
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
-        ({}, 6),
-        ({"JAX_PLATFORMS": "cpu"}, 6),
-        ({"JAX_PLATFORMS": "cuda,cpu"}, 6),
-        ({"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}, 6),
+        ({}, 4),
+        ({"JAX_PLATFORMS": "cpu"}, 4),
+        ({"JAX_PLATFORMS": "cuda,cpu"}, 4),
+        ({"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}, 4),
         # The user's choices win.
         ({"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}, None),
         ({"JAX_NUM_CPU_DEVICES": "3"}, None),
@@ -33,11 +33,13 @@ from tests.test_train_ctr import ROOT, small_config
     ],
 )
 def test_device_count_is_one_per_core_unless_the_user_chose(environ, expected):
+    # 6 cores: 4 devices, the largest power of two that fits (batches split evenly).
     assert platform.cpu_device_count(environ, cores=6) == expected
 
 
-def test_at_least_one_device():
-    assert platform.cpu_device_count({}, cores=0) == 1
+@pytest.mark.parametrize(("cores", "expected"), [(0, 1), (1, 1), (2, 2), (3, 2), (8, 8), (96, 64)])
+def test_device_count_is_the_largest_power_of_two_of_the_cores(cores, expected):
+    assert platform.cpu_device_count({}, cores) == expected
 
 
 def _devices_in_fresh_process(environ: dict[str, str]) -> tuple[str, int]:
@@ -58,8 +60,8 @@ def test_a_fresh_process_gets_one_cpu_device_per_core_and_keeps_a_users_count():
     base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
     base["JAX_PLATFORMS"] = "cpu"
     line, count = _devices_in_fresh_process(base)
-    assert count == platform.usable_cores()
-    assert line.startswith(f"{count} CPU device(s)")
+    assert count == platform.cpu_device_count({}, platform.usable_cores())
+    assert line.startswith(f"{count} CPU device(s) for {platform.usable_cores()} core(s)")
     if sys.platform.startswith("linux"):
         assert "freed memory kept" in line
     _, count = _devices_in_fresh_process(
@@ -75,8 +77,8 @@ def test_configure_cpu_after_jax_started_changes_nothing():
 
 
 def test_automatic_layout_trains_to_the_same_parameters_as_one_device(tmp_path):
-    """A few steps of xDeepFM on the automatic device count (one per core, at most the 8 of
-    this session) and on one device: the same parameters, up to float rounding."""
+    """A few steps of xDeepFM on the automatic device count (at most the 8 of this session)
+    and on one device: the same parameters, up to float rounding."""
     config = small_config()
     config.model.dropout = 0.0  # dropout masks differ per device by design
     config.train.warmup_steps = 0  # the first warm-up step has learning rate 0
