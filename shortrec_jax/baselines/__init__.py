@@ -17,6 +17,8 @@ from shortrec_jax.interface import Method
 
 BASELINES: dict[str, type[Method]] = {
     "item-cf": ItemCF,
+    # The study's Eq. 1 taken literally: cosine of raw ratings, weighted sum, no baseline.
+    "item-cf-eq1": ItemCF,
     "user-cf": UserCF,
     "content": ContentCF,
     "kg": KnowledgeGraphCF,
