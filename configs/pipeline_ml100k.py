@@ -26,7 +26,25 @@ from configs import full_ranking_ml100k
 def get_config() -> ConfigDict:
     config = full_ranking_ml100k.get_config()
     config.repeats = 3
-    config.method_names = ("item-cf", "ease", "pipeline-recall", "pipeline-rank", "pipeline")
+    config.method_names = (
+        "item-cf",
+        "ease",
+        "ranker-recall",
+        "ranker",
+        "pipeline-recall",
+        "pipeline-rank",
+        "pipeline",
+    )
+    # Recall (EASE, item-CF, user-CF, popularity) -> a ranker trained on a held-out slice of
+    # the training history (shortrec_jax/pipeline/ranker.py); "ranker-recall" is its recall
+    # stage alone. Fields: those of shortrec_jax.pipeline.ranker.RankerConfig.
+    config.methods.ranker = ConfigDict()
+    config.methods.ranker.quota = 50
+    config.methods.ranker.holdout = 0.2
+    config.methods.ranker.negatives = 20
+    config.methods.ranker.epochs = 8
+    config.methods.ranker.objective = "watch"
+    config.methods.ranker_recall = ConfigDict(config.methods.ranker.to_dict())
     for name in ("pipeline_recall", "pipeline_rank", "pipeline"):
         config.methods[name] = ConfigDict()
         # xDeepFM's training config (the ranking stage; unused by recall alone).

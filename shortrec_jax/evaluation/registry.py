@@ -21,6 +21,7 @@ from shortrec_jax.baselines import BASELINES
 from shortrec_jax.evaluation.deep import BERT4RecMethod, CTRMethod
 from shortrec_jax.interface import Method
 from shortrec_jax.pipeline.method import PIPELINE_METHODS, make_pipeline_method
+from shortrec_jax.pipeline.ranker import RANKER_METHODS, make_ranker_method
 
 ROOT = Path(__file__).resolve().parents[2]
 DEEP_METHODS = {
@@ -29,7 +30,7 @@ DEEP_METHODS = {
     "bert4rec": BERT4RecMethod,
     "sasrec": BERT4RecMethod,
 }
-METHOD_NAMES = (*BASELINES, *DEEP_METHODS, *PIPELINE_METHODS)
+METHOD_NAMES = (*BASELINES, *DEEP_METHODS, *PIPELINE_METHODS, *RANKER_METHODS)
 
 
 def load_config_file(path: str | Path) -> ConfigDict:
@@ -71,6 +72,8 @@ def make_method(
     config = dict(config.to_dict() if isinstance(config, ConfigDict) else config)
     if name in PIPELINE_METHODS:
         return make_pipeline_method(name, config, seed=seed, workdir=workdir)
+    if name in RANKER_METHODS:
+        return make_ranker_method(name, config, seed=seed)
     if name in DEEP_METHODS:
         if "train_config" not in config:
             raise ValueError(f"methods.{name} needs train_config, the path of a training config")
