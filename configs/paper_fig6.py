@@ -108,6 +108,11 @@ def method_configs() -> ConfigDict:
     methods.ease.l2 = 500.0
     methods.ease.like_threshold = config_dict.placeholder(float)
 
+    # Recall -> a ranker trained on held-out slices of the training history
+    # (shortrec_jax/pipeline/ranker.py, RankerConfig's defaults); on this protocol it orders a
+    # user's held-out movies by its learned P(like | watch).
+    methods.ranker = ConfigDict()
+
     # The deep models are trained on each repeat's training part with these training configs
     # (their own split settings are not used; see shortrec_jax/evaluation/registry.py).
     methods.xdeepfm = ConfigDict()

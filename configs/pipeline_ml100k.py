@@ -42,7 +42,12 @@ def get_config() -> ConfigDict:
     config.methods.ranker.quota = 50
     config.methods.ranker.holdout = 0.2
     config.methods.ranker.negatives = 20
-    config.methods.ranker.epochs = 8
+    # Three independent held-out slices; embeddings of size 1: larger id embeddings
+    # memorise the held-out slices (validation NDCG@10 0.249 at 16, 0.257 at 1; seed 2020).
+    config.methods.ranker.draws = 3
+    config.methods.ranker.embed_dim = 1
+    config.methods.ranker.epochs = 4
+    config.methods.ranker.loss = "listwise"
     config.methods.ranker.objective = "watch"
     config.methods.ranker_recall = ConfigDict(config.methods.ranker.to_dict())
     for name in ("pipeline_recall", "pipeline_rank", "pipeline"):

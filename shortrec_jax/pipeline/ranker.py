@@ -133,6 +133,7 @@ class RankerConfig:
       recent_length: the user's latest items given to the model as a field.
       holdout: share of each user's training interactions held out to label the examples.
       negatives: unseen items drawn per user on top of the recalled ones (training only).
+      draws: independent held-out slices the examples are built from (more examples).
       like_threshold: a rating at least this is a like.
       objective: "watch" (rank by P(watch)) or "like" (by P(watch and like)).
       loss: "pointwise" (`two_head_loss`) or "listwise" (`listwise_loss`: the watch head
@@ -148,14 +149,15 @@ class RankerConfig:
     recent_length: int = 20
     holdout: float = 0.2
     negatives: int = 20
+    draws: int = 3
     like_threshold: float = 4.0
     objective: str = "watch"
     loss: str = "listwise"
     stages: str = "recall+rank"
-    embed_dim: int = 16
+    embed_dim: int = 1
     hidden: tuple[int, ...] = (128, 64)
     dropout: float = 0.1
-    epochs: int = 8
+    epochs: int = 4
     batch_size: int = 1024
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
@@ -209,7 +211,7 @@ def train_ranker(
     inputs = examples.inputs
     listwise = config.loss == "listwise"
     if listwise:
-        units = _user_groups(examples.users)  # [G, C]
+        units = _user_groups(examples.groups)  # [G, C]
         size = max(1, config.batch_size // units.shape[1])
     else:
         units = np.arange(examples.watched.size)[:, None]  # [N, 1]
@@ -306,6 +308,7 @@ class TrainedRankerMethod(Method):
                 negatives=c.negatives,
                 like_threshold=c.like_threshold,
                 seed=self.seed,
+                draws=c.draws,
             )
             self.model, self.params, self.losses = train_ranker(
                 self.examples, train.num_users, train.num_items, c, self.seed

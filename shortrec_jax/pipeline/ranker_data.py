@@ -11,13 +11,16 @@ recallers and statistics are fitted on the whole training part (`RankerInputs.fi
 same features are computed for the candidates of a request.
 
 Features of a (user, item) pair (`RankerInputs.features`):
-  per recaller: its score divided by the user's best score of that recaller (so the scale
-    does not depend on how much history the recaller was fitted on) and log(1 + rank) of the
-    item in that recaller's order of the user's unseen items;
+  per recaller: its score min-max scaled over the user's unseen items (so the scale does not
+    depend on how much history the recaller was fitted on) and log(1 + rank) of the item in
+    that recaller's order of the user's unseen items;
   user: activity percentile, mean rating minus the global mean, log(1 + days since the user's
     last interaction);
   item: popularity percentile, damped mean rating minus the global mean, log(1 + days since
     its last and since its first interaction);
+  timing: log(1 + the item's interactions while the user was active, between the user's
+    first and last interaction) and their share of the item's interactions (what was being
+    watched when the user was watching);
   ids: the user, the item, and the user's `recent` latest items (by time) as a field.
 Days are counted back from the newest interaction of the data the inputs were fitted on.
 """
@@ -35,6 +38,8 @@ from shortrec_jax.data.splits import per_user_random_split
 from shortrec_jax.interface import Method, seen_matrix_rows
 
 SECONDS_PER_DAY = 86_400.0
+#: Item stride of `Statistics.item_times` keys (timestamps must be below it: 2^40 s).
+TIME_STRIDE = 1 << 40
 #: Pseudo-ratings at the global mean that damp an item's mean rating.
 ITEM_MEAN_DAMPING = 10.0
 
@@ -75,11 +80,25 @@ class Statistics:
         last), log(1 + days since first).
       recent: [U, R] int32 the user's R latest items by time, newest first, item index + 1
         (0 = padding).
+      window: [U, 2] int64 the time of each user's first and last interaction.
+      item_times: [N] int64 item * 2^40 + timestamp of every interaction, sorted: the
+        interactions of item i between two times are one `searchsorted` away.
     """
 
     user: np.ndarray
     item: np.ndarray
     recent: np.ndarray
+    window: np.ndarray
+    item_times: np.ndarray
+
+    def in_window(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """[B, C] int64 interactions of each item inside its user's active window ([B] users,
+        [B, C] items): the item's popularity while the user was active."""
+        first = self.window[users, 0][:, None] + items * TIME_STRIDE
+        last = self.window[users, 1][:, None] + items * TIME_STRIDE
+        return np.searchsorted(self.item_times, last, side="right") - np.searchsorted(
+            self.item_times, first, side="left"
+        )
 
     @classmethod
     def fit(cls, data: Dataset, recent_length: int) -> Statistics:
@@ -127,7 +146,14 @@ class Statistics:
         position = np.arange(order.size) - starts[users_sorted]
         keep = position < recent_length
         recent[users_sorted[keep], position[keep]] = data.items[order][keep] + 1
-        return cls(user=user, item=item, recent=recent)
+        window = np.zeros((num_users, 2), np.int64)
+        if data.num_interactions:
+            window[:, 0] = np.iinfo(np.int64).max // 4
+            np.minimum.at(window[:, 0], data.users, data.timestamps)
+            np.maximum.at(window[:, 1], data.users, data.timestamps)
+            window[:, 0] = np.minimum(window[:, 0], window[:, 1])
+        item_times = np.sort(data.items.astype(np.int64) * TIME_STRIDE + data.timestamps)
+        return cls(user=user, item=item, recent=recent, window=window, item_times=item_times)
 
 
 class RankerInputs:
@@ -150,11 +176,12 @@ class RankerInputs:
         self.quota = quota
         self.methods = [make_recaller(name).fit(data) for name in self.names]
         self.stats = Statistics.fit(data, recent_length)
+        self.item_counts = np.bincount(data.items, minlength=data.num_items)
 
     @property
     def num_dense(self) -> int:
         """F, the width of the dense features."""
-        return 2 * len(self.names) + self.stats.user.shape[1] + self.stats.item.shape[1]
+        return 2 * len(self.names) + self.stats.user.shape[1] + self.stats.item.shape[1] + 2
 
     def recaller_scores(self, users: np.ndarray) -> np.ndarray:
         """[R, B, I] float32 every recaller's scores, -inf on the users' seen items."""
@@ -221,13 +248,17 @@ class RankerInputs:
         stacked = np.stack(dense, axis=-1).astype(np.float32)  # [B, C, 2R]
         user_stats = np.broadcast_to(self.stats.user[users][:, None, :], (*items.shape, 3))
         item_stats = self.stats.item[safe]  # [B, C, 4]
+        # The item's interactions while the user was active, and their share of all of its.
+        during = self.stats.in_window(users, safe).astype(np.float32)
+        total = np.maximum(self.item_counts[safe], 1)
+        timing = np.stack([np.log1p(during), during / total], axis=-1).astype(np.float32)
         recent = self.stats.recent[users]  # [B, L]
         batch, width = items.shape
         return {
             "user": np.broadcast_to((users + 1)[:, None], items.shape).astype(np.int32),
             "item": np.where(items >= 0, items + 1, 0).astype(np.int32),
             "recent": np.broadcast_to(recent[:, None, :], (batch, width, recent.shape[1])),
-            "dense": np.concatenate([stacked, user_stats, item_stats], axis=-1),
+            "dense": np.concatenate([stacked, user_stats, item_stats, timing], axis=-1),
         }
 
 
@@ -237,6 +268,7 @@ class Examples:
 
     Attributes:
       users, items: [N] int64 the pairs.
+      groups: [N] int64 one id per (held-out draw, user): the lists a listwise loss ranks.
       inputs: the model inputs (`RankerInputs.features`), flattened to [N, ...].
       watched: [N] float32, 1 when the pair is in the held-out slice.
       liked: [N] float32, 1 when watched and rated >= the like threshold.
@@ -244,6 +276,7 @@ class Examples:
 
     users: np.ndarray
     items: np.ndarray
+    groups: np.ndarray
     inputs: dict[str, np.ndarray]
     watched: np.ndarray
     liked: np.ndarray
@@ -259,6 +292,7 @@ def build_examples(
     negatives: int,
     like_threshold: float,
     seed: int,
+    draws: int = 1,
     batch_users: int = 256,
 ) -> tuple[Examples, RankerInputs]:
     """The ranker's training examples, from the training part alone.
@@ -266,11 +300,59 @@ def build_examples(
     Each user's training interactions are split at random into a base ((1 - holdout) of them)
     and a held-out slice; recallers and statistics are fitted on the base; each user's
     candidates are the recall stage's plus `negatives` items drawn uniformly among those
-    outside the base history; labels come from the held-out slice.
+    outside the base history; labels come from the held-out slice. With draws > 1 this is
+    repeated with seeds seed, seed + 1, ... (independent held-out slices), and the examples
+    are concatenated; each (draw, user) is its own group.
 
     Returns:
-      (the examples, the inputs fitted on the base).
+      (the examples, the inputs fitted on the base of the first draw).
     """
+    if draws < 1:
+        raise ValueError(f"draws={draws} must be >= 1")
+    parts = []
+    first = None
+    for draw in range(draws):
+        ex, inputs = _one_draw(
+            train,
+            recallers=recallers,
+            quota=quota,
+            recent_length=recent_length,
+            holdout=holdout,
+            negatives=negatives,
+            like_threshold=like_threshold,
+            seed=seed + draw,
+            batch_users=batch_users,
+        )
+        first = first or inputs
+        parts.append(dataclasses.replace(ex, groups=ex.users + draw * train.num_users))
+    if draws == 1:
+        return parts[0], first
+    return (
+        Examples(
+            users=np.concatenate([p.users for p in parts]),
+            items=np.concatenate([p.items for p in parts]),
+            groups=np.concatenate([p.groups for p in parts]),
+            inputs={k: np.concatenate([p.inputs[k] for p in parts]) for k in parts[0].inputs},
+            watched=np.concatenate([p.watched for p in parts]),
+            liked=np.concatenate([p.liked for p in parts]),
+        ),
+        first,
+    )
+
+
+def _one_draw(
+    train: Dataset,
+    *,
+    recallers: Sequence[str],
+    quota: int,
+    recent_length: int,
+    holdout: float,
+    negatives: int,
+    like_threshold: float,
+    seed: int,
+    batch_users: int = 256,
+) -> tuple[Examples, RankerInputs]:
+    """One held-out draw of `build_examples`."""
     if not 0.0 < holdout < 1.0:
         raise ValueError(f"holdout={holdout} must be in (0, 1)")
     split = per_user_random_split(train, (1.0 - holdout, holdout), seed=seed)
@@ -311,6 +393,7 @@ def build_examples(
     examples = Examples(
         users=pair_users,
         items=pair_items,
+        groups=pair_users,
         inputs=flat,
         watched=watched.astype(np.float32),
         liked=liked.astype(np.float32),
