@@ -35,7 +35,13 @@ from ml_collections import ConfigDict
 
 from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.interface import Method
-from shortrec_jax.pipeline.ranker_data import RECALLERS, Examples, RankerInputs, build_examples
+from shortrec_jax.pipeline.ranker_data import (
+    RECALLERS,
+    SCORERS,
+    Examples,
+    RankerInputs,
+    build_examples,
+)
 
 #: Score of an item the recall stage did not propose: below every candidate's (> 0).
 NOT_RECALLED = 0.0
@@ -129,6 +135,8 @@ class RankerConfig:
 
     Attributes:
       recallers: names from `ranker_data.RECALLERS`.
+      scorers: names from `ranker_data.SCORERS` (or RECALLERS) whose scores and ranks are
+        features only.
       quota: candidates per recaller per user.
       recent_length: the user's latest items given to the model as a field.
       holdout: share of each user's training interactions held out to label the examples.
@@ -145,6 +153,7 @@ class RankerConfig:
     """
 
     recallers: tuple[str, ...] = RECALLERS
+    scorers: tuple[str, ...] = SCORERS
     quota: int = 50
     recent_length: int = 20
     holdout: float = 0.2
@@ -166,6 +175,9 @@ class RankerConfig:
         unknown = sorted(set(self.recallers) - set(RECALLERS))
         if unknown or not self.recallers:
             raise ValueError(f"recallers {list(self.recallers)}: expected some of {RECALLERS}")
+        unknown = sorted(set(self.scorers) - set(RECALLERS) - set(SCORERS))
+        if unknown:
+            raise ValueError(f"scorers {unknown}: expected some of {RECALLERS + SCORERS}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective={self.objective!r} is not one of {OBJECTIVES}")
         if self.loss not in LOSSES:
@@ -309,13 +321,14 @@ class TrainedRankerMethod(Method):
                 like_threshold=c.like_threshold,
                 seed=self.seed,
                 draws=c.draws,
+                scorers=c.scorers,
             )
             self.model, self.params, self.losses = train_ranker(
                 self.examples, train.num_users, train.num_items, c, self.seed
             )
             model = self.model
             self._predict = jax.jit(lambda params, batch: model.apply({"params": params}, batch))
-        self.inputs = RankerInputs(train, c.recallers, c.quota, c.recent_length)
+        self.inputs = RankerInputs(train, c.recallers, c.quota, c.recent_length, c.scorers)
         return self
 
     def _probabilities(
@@ -375,7 +388,7 @@ class TrainedRankerMethod(Method):
         scores = self.inputs.recaller_scores(users)
         if self.config.stages == "recall":
             out = np.zeros(items.shape, np.float64)
-            for r in range(scores.shape[0]):
+            for r in range(self.inputs.num_recallers):
                 order = np.argsort(-scores[r], axis=1, kind="stable")
                 rank = np.empty_like(order)
                 np.put_along_axis(rank, order, np.arange(1, order.shape[1] + 1)[None], axis=1)

@@ -48,7 +48,8 @@ def make_recaller(name: str) -> Method:
     """A recaller by name, set for full-catalogue top-K (binary histories, summed neighbours).
 
     ease: EASE (Steck 2019), l2 = 500; item-cf / user-cf: cosine kNN on binary histories,
-    100 neighbours per item (user), similarities summed; pop: interactions per item.
+    100 neighbours per item (user), similarities summed; pop: interactions per item;
+    item-cf-rating: the predicted rating of item-CF as the study's protocol runs it.
     """
     if name == "ease":
         return EASE(l2=500.0)
@@ -58,10 +59,15 @@ def make_recaller(name: str) -> Method:
         return UserCF(values="binary", aggregate="sum", k=None, max_neighbours=100)
     if name == "pop":
         return Popularity()
-    raise ValueError(f"unknown recaller {name!r}; expected one of {RECALLERS}")
+    if name == "item-cf-rating":
+        return ItemCF(k=30, values="centered", aggregate="mean")
+    raise ValueError(f"unknown recaller {name!r}; expected one of {RECALLERS + SCORERS}")
 
 
 RECALLERS = ("ease", "item-cf", "user-cf", "pop")
+#: Scorers that only give features: the study protocol's item-CF, a rating predictor (adjusted
+#: cosine on a damped baseline), which ranks rare items too high to recall with.
+SCORERS = ("item-cf-rating",)
 
 
 def _percentile(values: np.ndarray) -> np.ndarray:
@@ -164,15 +170,22 @@ class RankerInputs:
       recallers: names from RECALLERS.
       quota: candidates each recaller proposes per user (its best unseen items).
       recent_length: R, the user's latest items kept as a field.
+      scorers: names from SCORERS or RECALLERS whose scores are features only.
     """
 
     def __init__(
-        self, data: Dataset, recallers: Sequence[str], quota: int, recent_length: int
+        self,
+        data: Dataset,
+        recallers: Sequence[str],
+        quota: int,
+        recent_length: int,
+        scorers: Sequence[str] = (),
     ) -> None:
         if quota < 1:
             raise ValueError(f"quota={quota} must be >= 1")
         self.data = data
-        self.names = tuple(recallers)
+        self.num_recallers = len(recallers)
+        self.names = (*recallers, *scorers)
         self.quota = quota
         self.methods = [make_recaller(name).fit(data) for name in self.names]
         self.stats = Statistics.fit(data, recent_length)
@@ -184,7 +197,8 @@ class RankerInputs:
         return 2 * len(self.names) + self.stats.user.shape[1] + self.stats.item.shape[1] + 2
 
     def recaller_scores(self, users: np.ndarray) -> np.ndarray:
-        """[R, B, I] float32 every recaller's scores, -inf on the users' seen items."""
+        """[R, B, I] float32 every recaller's and scorer's scores, -inf on the users' seen
+        items (recallers first)."""
         rows, items = seen_matrix_rows(self.data, users)
         out = np.stack([np.asarray(m.score_all(users), np.float32) for m in self.methods])
         out[:, rows, items] = -np.inf
@@ -200,7 +214,8 @@ class RankerInputs:
           (items [B, C] int64, padded with -1; fused [B, C] float32 reciprocal-rank-fusion
           score sum_r 1 / (60 + rank_r), 0 on padding), candidates by fused score.
         """
-        num_recallers, batch, num_items = scores.shape
+        _, batch, num_items = scores.shape
+        num_recallers = self.num_recallers
         quota = min(self.quota, num_items)
         fused = np.zeros((batch, num_items), np.float64)
         for r in range(num_recallers):
@@ -293,6 +308,7 @@ def build_examples(
     like_threshold: float,
     seed: int,
     draws: int = 1,
+    scorers: Sequence[str] = (),
     batch_users: int = 256,
 ) -> tuple[Examples, RankerInputs]:
     """The ranker's training examples, from the training part alone.
@@ -321,6 +337,7 @@ def build_examples(
             negatives=negatives,
             like_threshold=like_threshold,
             seed=seed + draw,
+            scorers=scorers,
             batch_users=batch_users,
         )
         first = first or inputs
@@ -350,14 +367,15 @@ def _one_draw(
     negatives: int,
     like_threshold: float,
     seed: int,
-    batch_users: int = 256,
+    scorers: Sequence[str],
+    batch_users: int,
 ) -> tuple[Examples, RankerInputs]:
     """One held-out draw of `build_examples`."""
     if not 0.0 < holdout < 1.0:
         raise ValueError(f"holdout={holdout} must be in (0, 1)")
     split = per_user_random_split(train, (1.0 - holdout, holdout), seed=seed)
     base, held = split.train, split.test
-    inputs = RankerInputs(base, recallers, quota, recent_length)
+    inputs = RankerInputs(base, recallers, quota, recent_length, scorers)
     # (user, item) -> rating of the held-out slice.
     key = held.users.astype(np.int64) * train.num_items + held.items
     held_order = np.argsort(key)
