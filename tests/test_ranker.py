@@ -19,7 +19,7 @@ from shortrec_jax.pipeline.ranker import (
 )
 from shortrec_jax.pipeline.ranker_data import Statistics, build_examples
 
-SMALL = dict(quota=5, recent_length=3, negatives=3, epochs=1, batch_size=64, hidden=(8,))
+SMALL = dict(quota=5, recent_length=3, negatives=3, draws=1, epochs=1, batch_size=64, hidden=(8,))
 
 
 def log(seed: int, num_users: int = 30, num_items: int = 25, density: float = 0.4) -> Dataset:
@@ -56,9 +56,21 @@ def test_examples_hold_no_validation_or_test_interaction():
     assert not positives & held_out
     # Liked implies watched.
     assert np.all(ex.liked <= ex.watched)
-    # The examples are a function of the training part alone: other validation and test
-    # interactions (here none at all) give the same examples.
-    again = make_ranker_method("ranker", SMALL, seed=3).fit(split.train, None).examples
+    # The examples are a function of the training part alone: built from it with no
+    # validation or test part at all, they are the same.
+    c = method.config
+    again, _ = build_examples(
+        split.train,
+        recallers=c.recallers,
+        quota=c.quota,
+        recent_length=c.recent_length,
+        holdout=c.holdout,
+        negatives=c.negatives,
+        like_threshold=c.like_threshold,
+        seed=3,
+        draws=c.draws,
+        scorers=c.scorers,
+    )
     np.testing.assert_array_equal(again.items, ex.items)
     np.testing.assert_array_equal(again.watched, ex.watched)
     for key, value in ex.inputs.items():

@@ -232,11 +232,12 @@ def train_ranker(
     rng = jax.random.key(seed)
     rng, init_rng = jax.random.split(rng)
     sample = {k: jnp.asarray(v[:1]) for k, v in inputs.items()}
-    params = model.init(init_rng, sample)["params"]
+    # Initialised under jit: one compilation instead of one per operation.
+    params = jax.jit(model.init)(init_rng, sample)["params"]
     steps = config.epochs * -(-n // size)
     schedule = optax.cosine_decay_schedule(config.learning_rate, max(1, steps))
     tx = optax.adamw(schedule, weight_decay=config.weight_decay)
-    opt_state = tx.init(params)
+    opt_state = jax.jit(tx.init)(params)
     width = units.shape[1]
 
     @jax.jit
