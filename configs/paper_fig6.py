@@ -83,6 +83,9 @@ def method_configs() -> ConfigDict:
     methods.kg.batch_size = 2048
     methods.kg.margin = 1.0
     methods.kg.learning_rate = 0.1
+    # Choose alpha among these on a held-out 10% of the training part (unset: use alpha).
+    methods.kg.alpha_grid = config_dict.placeholder(tuple)
+    methods.kg.validation_share = 0.1
 
     # Tag-weight CF [2]: bipartite diffusion plus tag similarity.
     methods.tag_cf = ConfigDict()

@@ -22,7 +22,7 @@ from shortrec_jax.baselines import (
     train_transe,
 )
 from shortrec_jax.baselines.item_tokens import item_kg_edges
-from shortrec_jax.baselines.kg import path_features
+from shortrec_jax.baselines.kg import _held_out_precision, path_features
 from shortrec_jax.baselines.similarity import SimilarityTable, cosine_blocks, item_knn_sums
 from shortrec_jax.data import Dataset, Ragged, load
 from shortrec_jax.data.build import build_dataset
@@ -545,3 +545,31 @@ def test_recency_item_cf_by_hand():
     assert flat[idx[1]] == pytest.approx(cos[(1, 0)] + cos[(1, 2)], rel=1e-5)
     with pytest.raises(ValueError, match="decay"):
         RecencyItemCF(decay=0.0)
+
+
+def test_kg_alpha_is_chosen_on_a_slice_of_training():
+    films = _film_kg()
+    kg = np.array([[f"e{h}", f"r{r}", f"e{t}"] for h, r, t in films.tolist()])
+    entities = np.array([f"e{i}" for i in range(10)] + ["", ""])
+    train = random_ratings(3, 40, 12, 0.5, kg_triples=kg, item_entities=entities)
+    chosen = KnowledgeGraphCF(k=5, epochs=2, seed=1, alpha_grid=(0.0, 0.5, 1.0)).fit(train)
+    scores = chosen.validation_scores
+    assert set(scores) == {0.0, 0.5, 1.0} and all(0.0 <= v <= 1.0 for v in scores.values())
+    assert scores[chosen.chosen_alpha] == max(scores.values())
+    # Then refitted on the whole training part with that alpha.
+    fixed = KnowledgeGraphCF(k=5, epochs=2, seed=1, alpha=chosen.chosen_alpha).fit(train)
+    np.testing.assert_allclose(chosen.similarity.to_dense(), fixed.similarity.to_dense(), rtol=1e-6)
+    with pytest.raises(ValueError, match="alpha_grid"):
+        KnowledgeGraphCF(alpha_grid=(0.5, 2.0))
+
+
+def test_held_out_precision_by_hand():
+    class ByIndex(ItemCF):
+        def score(self, users, items):  # higher item index ranks first
+            return np.asarray(items, np.float32)
+
+    # User 0: items 0-6 rated 5,5,1,1,5,1,4 -> top 5 by index 6,5,4,3,2: ratings 4,1,5,1,1:
+    # 2 of 5. User 1: items 0, 1 rated 2, 4 -> top min(5, 2): 1 of 2.
+    rows = [(0, i, r) for i, r in enumerate((5, 5, 1, 1, 5, 1, 4))] + [(1, 0, 2), (1, 1, 4)]
+    held = tiny(rows)
+    assert _held_out_precision(ByIndex(), held) == pytest.approx((2 / 5 + 1 / 2) / 2)
