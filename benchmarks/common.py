@@ -17,21 +17,32 @@ ROOT = Path(__file__).resolve().parents[1]
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 
 
-def run_worker(module: str, args: Sequence[str], *, devices: int = 1) -> Any:
+def run_worker(
+    module: str,
+    args: Sequence[str],
+    *,
+    devices: int | None = 1,
+    xla_flags: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+) -> Any:
     """Runs `python -m <module> --worker <args>` on 1 device or `devices` simulated CPU ones.
 
     The device count of JAX is fixed when it is imported, so each count needs its own process
     (and the calling process never starts a JAX backend itself, which on a GPU would reserve
     the memory the worker needs). With devices=1 the worker gets the machine's first device
     (a GPU where there is one). The worker prints its JSON result as its last line of
-    standard output.
+    standard output. The device count is set explicitly, so the library's automatic CPU
+    layout (`shortrec_jax.platform`) does not change what is measured; devices=None leaves
+    it unset, to measure that layout. `xla_flags` are added to XLA_FLAGS and `env` to the
+    environment.
     """
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_COUNT_FLAG)]
-    if devices > 1:
+    if devices is not None:
         flags.append(f"{_DEVICE_COUNT_FLAG}={devices}")
+    if devices is not None and devices > 1:
         env["JAX_PLATFORMS"] = "cpu"
-    env["XLA_FLAGS"] = " ".join(flags)
+    env["XLA_FLAGS"] = " ".join([*flags, *xla_flags])
     out = subprocess.run(
         [sys.executable, "-m", module, "--worker", *args],
         cwd=ROOT,

@@ -106,11 +106,11 @@ def _partitioner(config: ConfigDict, task: Any) -> Any:
 
 def _flops_per_example(config: ConfigDict, task: Any, *, train: bool) -> int:
     """Model FLOPs of one example (training: forward + backward, about 3x the forward)."""
-    if config.model.name == "bert4rec":
-        from shortrec_jax.models.bert4rec import bert4rec_flops_per_sequence
+    if config.model.name in ("bert4rec", "sasrec"):
+        from shortrec_jax.models.transformer import transformer_flops_per_sequence
 
         predictions = (config.train.max_predictions or None) if train else 1
-        forward = bert4rec_flops_per_sequence(task.model.config, predictions)
+        forward = transformer_flops_per_sequence(task.model.config, predictions)
     else:
         from shortrec_jax.models.xdeepfm import xdeepfm_flops_per_example
 
@@ -166,7 +166,8 @@ def train_throughput(
     Returns:
       prepare_s (load, split, encode), compile_s (the first step), step_s, per_second
       (examples or sequences), epoch_s (steps per epoch x step_s), steps_per_epoch,
-      params (count), FLOP figures, peak memory.
+      params (count), cores_busy, system_share and faults_per_step of the timed steps, FLOP
+      figures, peak memory.
     """
     import collections
 
@@ -199,6 +200,7 @@ def train_throughput(
         for _ in range(warmup - 1):
             state, sums = step(state, next(batches), rng)
         jax.block_until_ready(sums)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         for _ in range(timed):
             state, sums = step(state, next(batches), rng)
@@ -207,7 +209,9 @@ def train_throughput(
                 jax.block_until_ready(in_flight.popleft())
         jax.block_until_ready(state)
         elapsed = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_SELF)
     step_s = elapsed / timed
+    cpu_s = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
     per_second = batch_size / step_s
     return {
         "prepare_s": prepare_s,
@@ -219,6 +223,11 @@ def train_throughput(
         "steps_per_epoch": steps_per_epoch,
         "batch": batch_size,
         "params": sum(x.size for x in jax.tree.leaves(state.params)),
+        # Cores kept busy (user + system CPU seconds per wall second) and the share of it
+        # spent in the kernel, and minor page faults per step (host buffers mapped afresh).
+        "cores_busy": cpu_s / elapsed,
+        "system_share": (after.ru_stime - usage.ru_stime) / max(cpu_s, 1e-9),
+        "faults_per_step": (after.ru_minflt - usage.ru_minflt) / timed,
         **_efficiency(
             _flops_per_example(config, task, train=True), per_second, config.model.dtype, peak
         ),

@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,13 @@ from benchmarks.common import ROOT
 from shortrec_jax.data.atomic import BUNDLED_DIR
 
 
-def run_recbole(python: str, model: str, *, epochs: int) -> dict[str, Any]:
-    """Times RecBole's `model` (only "xDeepFM" is wired) for `epochs` epochs after a warm-up."""
+def run_recbole(python: str, model: str, *, epochs: int, fit: bool = False) -> dict[str, Any]:
+    """Times RecBole's `model` (only "xDeepFM" is wired) for `epochs` epochs after a warm-up.
+
+    With fit=True, trains it to its best validation AUC instead (at most `epochs` epochs,
+    early stopping) and tests the best model; "launched" is the wall time (time.time()) at
+    which its process was started, "finished" the time it ended (recbole_worker.py).
+    """
     if model != "xDeepFM":
         raise ValueError(f"no RecBole baseline is wired for {model!r}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -29,13 +35,22 @@ def run_recbole(python: str, model: str, *, epochs: int) -> dict[str, Any]:
         for gz in sorted((BUNDLED_DIR / "ml-100k").glob("*.gz")):
             with gzip.open(gz, "rb") as src, open(target / gz.name[:-3], "wb") as dst:
                 shutil.copyfileobj(src, dst)
+        launched = time.time()
         out = subprocess.run(
-            [python, str(ROOT / "benchmarks" / "recbole_worker.py"), tmp, str(epochs)],
+            [
+                python,
+                str(ROOT / "benchmarks" / "recbole_worker.py"),
+                tmp,
+                str(epochs),
+                *(["fit"] if fit else []),
+            ],
             capture_output=True,
             text=True,
             check=False,
             cwd=tmp,
         )
+        finished = time.time()
     if out.returncode != 0:
         raise RuntimeError(f"RecBole baseline failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return {**result, "launched": launched, "finished": finished}

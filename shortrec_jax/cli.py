@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from shortrec_jax import overrides
+from shortrec_jax import overrides, platform
 
 
 def _refuse(error: Exception) -> NoReturn:
@@ -98,7 +98,8 @@ def user_errors(traceback: bool = False) -> Iterator[None]:
 
 
 def run(main: Callable[[], int | None]) -> None:
-    """Parses the flags and calls `main()`, with the policy of the module docstring."""
+    """Parses the flags and calls `main()`, with the policy of the module docstring, on the
+    automatic CPU layout (`platform.configure_cpu`: set before `main` starts JAX)."""
 
     def start(argv: list[str]) -> int | None:
         if len(argv) > 1:
@@ -108,6 +109,7 @@ def run(main: Callable[[], int | None]) -> None:
         with user_errors(traceback=flags.FLAGS["verbosity"].value >= 1):
             return main()
 
+    platform.configure_cpu()
     app.run(start, flags_parser=_parse_flags)
 
 

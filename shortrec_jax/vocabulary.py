@@ -39,6 +39,13 @@ class ItemVocabulary:
         """Ids a model embeds: padding, the items and the mask token (I + 2)."""
         return self.num_items + 2
 
+    @property
+    def index_pad(self) -> int:
+        """The item index (not id) that pads lists of item indices, such as the seen items of
+        an evaluation batch: I, one past the last item, so a [.., I + 1] mask built from such a
+        list drops the padding with its last column."""
+        return self.num_items
+
     def ids(self, items: np.ndarray) -> np.ndarray:
         """[...] int item indices 0..I-1 -> [...] int32 sequence ids 1..I."""
         return (np.asarray(items) + 1).astype(np.int32)

@@ -22,6 +22,7 @@ from shortrec_jax.baselines import (
     train_transe,
 )
 from shortrec_jax.baselines.item_tokens import item_kg_edges
+from shortrec_jax.baselines.kg import _held_out_precision, path_features
 from shortrec_jax.baselines.similarity import SimilarityTable, cosine_blocks, item_knn_sums
 from shortrec_jax.data import Dataset, Ragged, load
 from shortrec_jax.data.build import build_dataset
@@ -156,6 +157,13 @@ def test_item_cf_predictions_by_hand():
     np.testing.assert_allclose(
         model.score(users, np.array([[2, 0]])), model.score_all(users)[:, [2, 0]], rtol=1e-6
     )
+    # weighted (Eq. 1 taken literally): the similarity-weighted average of the raw ratings 5
+    # (i0) and 3 (i1), no baseline; k=1 keeps i0 only; an item with no rated neighbour gets 0.
+    for k, expected in ((2, (5 * S02 + 3 * S12) / (S02 + S12)), (1, 5.0)):
+        model = ItemCF(values="rating", aggregate="weighted", k=k).fit(train)
+        np.testing.assert_allclose(model.score_all(users)[0, 2], expected, rtol=1e-5)
+    lonely = ItemCF(values="rating", aggregate="weighted").fit(tiny([(0, 0, 4), (1, 1, 2)]))
+    np.testing.assert_array_equal(lonely.score_all(np.array([0])), [[0.0, 0.0]])
 
 
 def test_user_cf_predictions_by_hand():
@@ -328,17 +336,56 @@ def test_kg_similarity_mixes_semantics_into_behaviour_for_linked_items():
     films = _film_kg()
     kg = np.array([[f"e{h}", f"r{r}", f"e{t}"] for h, r, t in films.tolist()])
     entities = np.array([f"e{i}" for i in range(10)] + ["", ""])  # items 10 and 11 unlinked
-    train = random_ratings(2, 20, 12, 0.4, kg_triples=kg, item_entities=entities)
+    # Behaviour follows the directors: user u rates item i 5 when i % 5 == u % 5 (films of
+    # one director), some others 1 or 2, so the fitted director weight must be positive.
+    rng = np.random.default_rng(2)
+    rows = [
+        (u, i, 5 if i % 5 == u % 5 else int(rng.integers(1, 3)))
+        for u in range(20)
+        for i in range(12)
+        if i % 5 == u % 5 or rng.random() < 0.3
+    ]
+    train = tiny(rows, kg_triples=kg, item_entities=entities)
     behaviour = ItemCF(k=5).fit(train).similarity.to_dense()
+    # The unclipped behaviour cosine (the table keeps positive similarities only).
+    centred = np.zeros((20, 12), np.float32)
+    for u, i, r in rows:
+        centred[u, i] = r - np.mean([r2 for u2, _, r2 in rows if u2 == u])
+    raw = cosine_blocks(sp.csr_array(centred.T), 0.0)(0, 12)
     first = KnowledgeGraphCF(k=5, alpha=0.5, seed=7, epochs=5).fit(train)
     second = KnowledgeGraphCF(k=5, alpha=0.5, seed=7, epochs=5).fit(train)
     np.testing.assert_array_equal(first.score_all(np.arange(20)), second.score_all(np.arange(20)))
     assert first.feature_weights == second.feature_weights
     mixed = first.similarity.to_dense()
-    # Pairs with an unlinked item keep the behaviour similarity; linked pairs change.
+    # Pairs with an unlinked item keep the behaviour similarity.
     np.testing.assert_allclose(mixed[10:], behaviour[10:], rtol=1e-6)
     np.testing.assert_allclose(mixed[:, 10:], behaviour[:, 10:], rtol=1e-6)
-    assert not np.allclose(mixed[:10, :10], behaviour[:10, :10])
+    # Linked pairs: 0.5 * semantic + 0.5 * behaviour, the semantic part rebuilt here from the
+    # fitted weights, the path features and the TransE vectors; some weight is positive and
+    # the semantic part moves the similarity.
+    weights = first.feature_weights
+    assert weights["r0"] > 0
+    names, paths = path_features(train)
+    semantic = sum(weights[n] * (z @ z.T).toarray() for n, z in zip(names, paths, strict=True))
+    rows = np.searchsorted(first.entities, entities[:10])
+    vectors = first.transe.entity[rows]
+    semantic[:10, :10] += weights["transe"] * np.maximum(vectors @ vectors.T, 0.0)
+    expected = 0.5 * semantic[:10, :10] + 0.5 * raw[:10, :10]
+    off = ~np.eye(10, dtype=bool)
+    np.testing.assert_allclose(
+        mixed[:10, :10][off], np.maximum(expected, 0.0)[off], rtol=1e-4, atol=1e-6
+    )
+    assert np.abs(semantic[:10, :10][off]).max() > 0.05
+    # Fixed weights by hand: no TransE share, so each of the two relations weighs 0.5. Items
+    # 0 and 5 share director e30 and no genre; among the 10 linked films the director has
+    # 2 films and item 0's genre e35 has 3 (0, 4, 8), so P_director(0, 5) = 1/2 and
+    # P_genre(0, 4) = 1/3: semantic(0, 5) = 0.25, semantic(0, 4) = 1/6, semantic(0, 1) = 0;
+    # negative mixtures are dropped from the table.
+    fixed = KnowledgeGraphCF(k=5, alpha=0.5, fit_weights=False, embedding_weight=0.0, epochs=1)
+    table = fixed.fit(train).similarity.to_dense()
+    for j, sem in ((5, 0.25), (4, 1 / 6), (1, 0.0)):
+        want = max(0.0, 0.5 * sem + 0.5 * raw[0, j])
+        np.testing.assert_allclose(table[0, j], want, rtol=1e-5, atol=1e-7)
     # alpha = 0 is plain item-CF.
     plain = KnowledgeGraphCF(k=5, alpha=0.0, epochs=1).fit(train).similarity.to_dense()
     np.testing.assert_allclose(plain, behaviour, rtol=1e-6)
@@ -467,3 +514,62 @@ def test_ease_solution_satisfies_its_optimality_conditions():
     np.testing.assert_allclose(model.score_all(np.arange(3)), x @ b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="l2"):
         EASE(l2=0.0)
+
+
+def test_recency_item_cf_by_hand():
+    from shortrec_jax.baselines.recency import RecencyItemCF
+    from shortrec_jax.data.build import build_dataset
+
+    # Users a: items 0 then 1 (times 1, 2); b: 0, 2; c: 1, 2; d: 2 then 3 then 0.
+    users = ["a", "a", "b", "b", "c", "c", "d", "d", "d"]
+    items = ["0", "1", "0", "2", "1", "2", "2", "3", "0"]
+    times = [1, 2, 1, 2, 1, 2, 1, 2, 3]
+    ds = build_dataset(
+        "tiny", np.array(users), np.array(items), np.ones(9), np.array(times), source="test"
+    )
+    method = RecencyItemCF(decay=0.5).fit(ds)
+    idx = [ds.item_index(str(i)) for i in range(4)]
+    # Item columns over users (a, b, c, d): 0 = (1,1,0,1), 1 = (1,0,1,0), 2 = (0,1,1,1),
+    # 3 = (0,0,0,1); norms sqrt 3, sqrt 2, sqrt 3, 1.
+    cos = {(0, 1): 1 / np.sqrt(6), (0, 2): 2 / 3, (0, 3): 1 / np.sqrt(3), (1, 2): 1 / np.sqrt(6)}
+    cos |= {(j, i): v for (i, j), v in cos.items()}
+    cos |= {(1, 3): 0.0, (3, 1): 0.0, (2, 3): 1 / np.sqrt(3), (3, 2): 1 / np.sqrt(3)}
+    # User d's history, most recent first: 0 (weight 1), 3 (0.5), 2 (0.25).
+    weights = {0: 1.0, 3: 0.5, 2: 0.25}
+    scores = method.score_all(np.array([ds.user_index("d")]))[0]
+    for i in range(4):
+        expected = sum(w * cos.get((i, j), 0.0) for j, w in weights.items() if j != i)
+        assert scores[idx[i]] == pytest.approx(expected, rel=1e-5), i
+    # decay=1 weighs the whole history alike (plain item-CF sums).
+    flat = RecencyItemCF(decay=1.0).fit(ds).score_all(np.array([ds.user_index("d")]))[0]
+    assert flat[idx[1]] == pytest.approx(cos[(1, 0)] + cos[(1, 2)], rel=1e-5)
+    with pytest.raises(ValueError, match="decay"):
+        RecencyItemCF(decay=0.0)
+
+
+def test_kg_alpha_is_chosen_on_a_slice_of_training():
+    films = _film_kg()
+    kg = np.array([[f"e{h}", f"r{r}", f"e{t}"] for h, r, t in films.tolist()])
+    entities = np.array([f"e{i}" for i in range(10)] + ["", ""])
+    train = random_ratings(3, 40, 12, 0.5, kg_triples=kg, item_entities=entities)
+    chosen = KnowledgeGraphCF(k=5, epochs=2, seed=1, alpha_grid=(0.0, 0.5, 1.0)).fit(train)
+    scores = chosen.validation_scores
+    assert set(scores) == {0.0, 0.5, 1.0} and all(0.0 <= v <= 1.0 for v in scores.values())
+    assert scores[chosen.chosen_alpha] == max(scores.values())
+    # Then refitted on the whole training part with that alpha.
+    fixed = KnowledgeGraphCF(k=5, epochs=2, seed=1, alpha=chosen.chosen_alpha).fit(train)
+    np.testing.assert_allclose(chosen.similarity.to_dense(), fixed.similarity.to_dense(), rtol=1e-6)
+    with pytest.raises(ValueError, match="alpha_grid"):
+        KnowledgeGraphCF(alpha_grid=(0.5, 2.0))
+
+
+def test_held_out_precision_by_hand():
+    class ByIndex(ItemCF):
+        def score(self, users, items):  # higher item index ranks first
+            return np.asarray(items, np.float32)
+
+    # User 0: items 0-6 rated 5,5,1,1,5,1,4 -> top 5 by index 6,5,4,3,2: ratings 4,1,5,1,1:
+    # 2 of 5. User 1: items 0, 1 rated 2, 4 -> top min(5, 2): 1 of 2.
+    rows = [(0, i, r) for i, r in enumerate((5, 5, 1, 1, 5, 1, 4))] + [(1, 0, 2), (1, 1, 4)]
+    held = tiny(rows)
+    assert _held_out_precision(ByIndex(), held) == pytest.approx((2 / 5 + 1 / 2) / 2)

@@ -10,17 +10,18 @@ import numpy as np
 import optax
 import pytest
 
-from shortrec_jax.models.bert4rec import (
-    BERT4Rec,
-    BERT4RecConfig,
-    _log_q,
-    _sample_negatives,
-    bert4rec_flops_per_sequence,
+from shortrec_jax.models.bert4rec import BERT4Rec, BERT4RecConfig
+from shortrec_jax.models.seq_losses import (
+    log_q,
+    sample_negatives,
+    sampled_softmax_loss,
+    softmax_loss,
+)
+from shortrec_jax.models.transformer import (
     candidate_scores,
-    cloze_loss,
     masked_attention,
     next_item_scores,
-    sampled_softmax_loss,
+    transformer_flops_per_sequence,
 )
 
 TINY = BERT4RecConfig(
@@ -61,7 +62,7 @@ def logits_of(model, params, ids):
     return model.apply({"params": params}, ids, train=False)
 
 
-cloze = jax.jit(cloze_loss, static_argnames=("model", "train", "max_predictions"))
+cloze = jax.jit(softmax_loss, static_argnames=("model", "train", "max_predictions"))
 sampled = jax.jit(
     sampled_softmax_loss, static_argnames=("model", "train", "num_negatives", "sampler")
 )
@@ -252,14 +253,9 @@ def test_max_predictions_gathers_the_same_positions():
     full = cloze(model, params, inputs, labels, weights, None, train=False)
     gathered = cloze(model, params, inputs, labels, weights, None, train=False, max_predictions=3)
     np.testing.assert_allclose(gathered, full, rtol=1e-6)
-
-    # A cap of 1 scores each sequence's first masked position only.
-    first = np.zeros_like(weights)
-    first[[0, 1], [4, 1]] = 1.0
-    expected = cloze(model, params, inputs, labels, first, None, train=False)
-    capped = cloze(model, params, inputs, labels, weights, None, train=False, max_predictions=1)
-    np.testing.assert_allclose(capped, expected, rtol=1e-6)
-    assert capped[1] == 2
+    # Two masks per sequence fit two slots exactly.
+    exact = cloze(model, params, inputs, labels, weights, None, train=False, max_predictions=2)
+    np.testing.assert_allclose(exact, full, rtol=1e-6)
 
 
 def test_gradients_reach_every_parameter():
@@ -314,14 +310,14 @@ def test_sampled_softmax_loss_by_hand():
             model, params, inputs, labels, weights, rng, False, num_negatives=6, sampler=sampler
         )
         # The same negatives, from the documented split of rng.
-        negatives, log_q = _sample_negatives(jax.random.split(rng)[1], 10, 6, sampler)
-        negatives, log_q = np.asarray(negatives), np.asarray(log_q)
+        negatives, neg_log_q = sample_negatives(jax.random.split(rng)[1], 10, 6, sampler)
+        negatives, neg_log_q = np.asarray(negatives), np.asarray(neg_log_q)
         logits = np.asarray(logits_of(model, params, inputs))
         expected = 0.0
         for b, t in zip(*np.nonzero(weights), strict=True):
             label = labels[b, t]
-            pos = logits[b, t, label] - math.log(6) - float(_log_q(jnp.array(label), 10, sampler))
-            neg = logits[b, t, negatives] - math.log(6) - log_q
+            pos = logits[b, t, label] - math.log(6) - float(log_q(jnp.array(label), 10, sampler))
+            neg = logits[b, t, negatives] - math.log(6) - neg_log_q
             neg = neg[negatives != label]  # accidental hits removed
             both = np.concatenate([[pos], neg])
             expected += np.log(np.exp(both).sum()) - pos
@@ -331,9 +327,9 @@ def test_sampled_softmax_loss_by_hand():
 
 def test_log_uniform_sampler_matches_its_probabilities():
     num_items = 10
-    q = np.exp(np.asarray(_log_q(jnp.arange(1, num_items + 1), num_items, "log_uniform")))
+    q = np.exp(np.asarray(log_q(jnp.arange(1, num_items + 1), num_items, "log_uniform")))
     np.testing.assert_allclose(q.sum(), 1.0, rtol=1e-6)
-    ids, _ = _sample_negatives(jax.random.key(0), num_items, 100_000, "log_uniform")
+    ids, _ = sample_negatives(jax.random.key(0), num_items, 100_000, "log_uniform")
     freq = np.bincount(np.asarray(ids), minlength=num_items + 1)[1:] / 100_000
     np.testing.assert_allclose(freq, q, atol=0.005)
 
@@ -343,8 +339,8 @@ def test_flops_by_hand():
     # Per token: QKV 2*4*12 = 96, scores and mixing 2*4*4*2 = 64, out 2*4*4 = 32,
     # FFN 2*2*4*8 = 128 -> 320, x 4 tokens = 1280. Per prediction: head 2*4*4 = 32,
     # vocabulary 2*4*10 = 80 -> 112, x 4 = 448; x 1 = 112.
-    assert bert4rec_flops_per_sequence(config) == 1280 + 448
-    assert bert4rec_flops_per_sequence(config, predictions=1) == 1280 + 112
+    assert transformer_flops_per_sequence(config) == 1280 + 448
+    assert transformer_flops_per_sequence(config, predictions=1) == 1280 + 112
 
 
 def cycle_batch(rng: np.random.Generator, size: int, num_items: int, length: int):
@@ -380,7 +376,7 @@ def test_learns_cyclic_sequences():
     @jax.jit
     def step(params, opt_state, inputs, labels, weights, rng):
         def loss_fn(p):
-            loss, count = cloze_loss(model, p, inputs, labels, weights, rng)
+            loss, count = softmax_loss(model, p, inputs, labels, weights, rng)
             return loss / count
 
         loss, grads = jax.value_and_grad(loss_fn)(params)

@@ -36,7 +36,7 @@ def test_registry_builds_baselines_with_the_repeat_seed_and_rejects_unknown_fiel
     with pytest.raises(ValueError, match="unknown fields"):
         make_method("item-cf", {"neighbours": 5}, seed=0)
     with pytest.raises(ValueError, match="unknown method"):
-        make_method("sasrec", {}, seed=0)
+        make_method("gru4rec", {}, seed=0)
     with pytest.raises(ValueError, match=r"model\.embed"):
         make_method(
             "xdeepfm",

@@ -14,7 +14,7 @@ from shortrec_jax.baselines import BASELINES
 from shortrec_jax.evaluation import run
 from shortrec_jax.evaluation.runner import config_key, method_names, protocol_options
 
-CONFIGS = ("paper_fig6", "paper_fig7", "full_ranking_ml100k", "loo_ml100k")
+CONFIGS = ("paper_fig6", "paper_fig7", "full_ranking_ml100k", "loo_ml100k", "pipeline_ml100k")
 
 
 def baseline_factory(fitted: list | None = None):

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "shortrec_jax"
 
 # DESIGN.md's ladder, bottom first: a module may import its own layer and the ones below.
 LADDER = (
-    "ground",  # io, cli + overrides, config-file loading, the batch schema, the vocabulary
+    "ground",  # io, cli + overrides + platform, config-file loading, batch schema, vocabulary
     "data",  # data/ and the Method contract (interface.py), which is about Datasets
     "metrics",
     "models",  # models/ and baselines/ share a floor
@@ -22,7 +22,16 @@ LADDER = (
     "evaluation",
     "entry",  # programs (recommend.py, the HTTP service) and the experiments (configs/)
 )
-GROUND = {"io", "cli", "overrides", "config_files", "schema", "vocabulary", "__init__"}
+GROUND = {
+    "io",
+    "cli",
+    "overrides",
+    "platform",
+    "config_files",
+    "schema",
+    "vocabulary",
+    "__init__",
+}
 # Models see only the ground floor (the schema and the vocabulary), never data/.
 MODELS_MAY_IMPORT = {"ground", "models"}
 

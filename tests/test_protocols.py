@@ -360,14 +360,17 @@ def test_leave_one_out_and_ctr_protocols_run_every_repeat():
         return Recorder(fitted, f"{name}/{seed}")
 
     out = leave_one_out_protocol(
-        make_method, ds, {"constant": {}}, [0, 1], ks=(1, 10), sampled_negatives=5
+        make_method, ds, {"constant": {}}, [0, 1], ks=(1, 4, 10), sampled_negatives=5
     )
     assert sorted(out["methods"]["constant"]["repeats"]) == ["0", "1"]
     mean = out["methods"]["constant"]["mean"]
     assert {"hr@10", "ndcg@10", "mrr@10", "sampled5_pop/hr@10", "rare_items/hr@10"} <= set(mean)
-    # Constant scores tie all 6 sampled candidates: HR@10 is certain, HR@1 is 1/6.
-    assert mean["sampled5_pop/hr@10"] == 1.0
+    # Constant scores tie the target with its 5 sampled negatives: in expectation over a
+    # random order it is in the top k with probability k / 6, and its reciprocal rank
+    # averages (1 + 1/2 + ... + 1/6) / 6. Counting ties as wins or losses gives 1 or 0.
     assert mean["sampled5_pop/hr@1"] == pytest.approx(1 / 6)
+    assert mean["sampled5_pop/hr@4"] == pytest.approx(4 / 6)
+    assert mean["sampled5_pop/mrr@10"] == pytest.approx(sum(1 / r for r in range(1, 7)) / 6)
     # Leave-one-out fits with the validation part.
     assert len(fitted) == 2 and all(valid is not None for _, _, valid in fitted)
     out = ctr_protocol(make_method, ds, {"constant": {}}, [0])

@@ -104,7 +104,7 @@ def test_sharded_tables_step_equals_single_device_step(tmp_path, family):
     single, single_sums = jax.device_get(_one_step(task, single_part, batch, rng))
     eval_batch = None
     if family == "bert4rec":
-        eval_batch = {k: v[:16] for k, v in task.eval["test"].items()}
+        eval_batch = {k: v[:16] for k, v in next(task.eval_batches("test", 16, 1)).items()}
         eval_step = single_part.compile_eval_step(make_eval_step(task.predict))
         single_ranks, _ = eval_step(single.params, single_part.shard_batch(eval_batch))
     for data, model in MESHES:

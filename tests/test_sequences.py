@@ -11,6 +11,7 @@ from shortrec_jax.data.sequences import (
     cloze_rng,
     eval_inputs,
     history_as_of,
+    num_last_item_rows,
 )
 from shortrec_jax.data.splits import leave_one_out
 
@@ -109,14 +110,17 @@ def test_cloze_mask_is_fresh_per_epoch_and_reproducible():
     assert not np.array_equal(a[2], c[2])
 
 
-def test_last_item_samples_mask_only_the_last_item():
+def test_last_item_rows_are_added_with_only_the_last_item_masked():
     seqs = np.array([[0, 0, 3, 4], [5, 6, 7, 8], [0, 0, 0, 0]], dtype=np.int32)
     inputs, labels, weights = cloze_mask(
         seqs, mask_prob=0.5, mask_id=9, rng=cloze_rng(0, 0), last_item_prob=1.0
     )
-    np.testing.assert_array_equal(weights, [[0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]])
-    np.testing.assert_array_equal(inputs, [[0, 0, 3, 9], [5, 6, 7, 9], [0, 0, 0, 0]])
-    np.testing.assert_array_equal(labels, [[0, 0, 0, 4], [0, 0, 0, 8], [0, 0, 0, 0]])
+    # The 3 sequences keep their random masks; the 2 non-empty ones come back once more.
+    assert num_last_item_rows(seqs, 1.0) == 2 and inputs.shape == (5, 4)
+    assert weights[:2].sum() >= 2 and weights[2].sum() == 0
+    np.testing.assert_array_equal(weights[3:], [[0, 0, 0, 1], [0, 0, 0, 1]])
+    np.testing.assert_array_equal(inputs[3:], [[0, 0, 3, 9], [5, 6, 7, 9]])
+    np.testing.assert_array_equal(labels[3:], [[0, 0, 0, 4], [0, 0, 0, 8]])
     some = cloze_mask(
         np.ones((4000, 10), np.int32),
         mask_prob=0.5,
@@ -124,9 +128,27 @@ def test_last_item_samples_mask_only_the_last_item():
         rng=cloze_rng(0, 0),
         last_item_prob=0.25,
     )[2]
-    only_last = np.all(some[:, :-1] == 0, axis=1) & (some[:, -1] == 1)
-    # 25% last-item samples, plus the random ones that happen to choose only the last (1/1024).
-    assert abs(only_last.mean() - 0.25) < 0.03
+    assert some.shape == (5000, 10)
+    assert np.all(some[4000:, :-1] == 0) and np.all(some[4000:, -1] == 1)
+    # The random masks are not replaced: about half of the 4,000 sequences' positions.
+    assert abs(some[:4000].mean() - 0.5) < 0.01
+
+
+def test_max_predictions_keeps_a_uniform_subset_of_the_masks():
+    seqs = np.arange(1, 20_001, dtype=np.int32).reshape(1000, 20)
+    full = cloze_mask(seqs, mask_prob=0.5, mask_id=99_999, rng=cloze_rng(3, 0))[2]
+    capped = cloze_mask(
+        seqs, mask_prob=0.5, mask_id=99_999, rng=cloze_rng(3, 0), max_predictions=4
+    )[2]
+    # The same draw of masks, then at most 4 per sequence, none outside the drawn ones.
+    assert capped.sum(axis=1).max() == 4 and np.all(capped <= full)
+    np.testing.assert_array_equal(capped.sum(axis=1), np.minimum(full.sum(axis=1), 4))
+    # Uniform among the masks: every column keeps the same share of its masks (the earliest
+    # positions are not favoured, as a first-M rule would do).
+    share = capped.sum(axis=0) / full.sum(axis=0)
+    assert share.max() - share.min() < 0.12, share
+    with pytest.raises(ValueError, match="max_predictions"):
+        cloze_mask(seqs, mask_prob=0.5, mask_id=9, rng=cloze_rng(0, 0), max_predictions=0)
 
 
 def test_bert_replacement_shares():

@@ -65,13 +65,14 @@ def test_eval_arrays_append_the_mask_and_exclude_only_earlier_items(tmp_path):
     # User a's test history is 1, 2, 3, 4 (train + valid), cut to the last L - 1 = 3 items.
     np.testing.assert_array_equal(test["inputs"][0], [idx["2"], idx["3"], idx["4"], mask])
     assert test["target"][0] == ds.item_index("5")
-    assert sorted(np.flatnonzero(test["seen"][0])) == sorted(
-        ds.item_index(r) for r in ("1", "2", "3", "4")
-    )
+    # Seen items are index lists padded per batch with num_items, to the longest history of
+    # any part (never a [users, items] mask).
+    seen = next(task.eval_batches("test", 2, 1))["seen"]
+    n = ds.num_items
+    np.testing.assert_array_equal(seen[0], [ds.item_index(r) for r in ("1", "2", "3", "4")])
     # User b's test item 3 was seen before; it stays rankable, item 1 does not.
     assert test["target"][1] == ds.item_index("3")
-    assert not test["seen"][1, ds.item_index("3")]
-    assert test["seen"][1, ds.item_index("1")]
+    np.testing.assert_array_equal(seen[1], [ds.item_index("1"), n, n, n])
     # Training sequences hold the training part only (a: 1, 2, 3; b: 3).
     assert task.windows.shape == (1, 4)  # b has one training item: below min_len 2
     np.testing.assert_array_equal(task.windows[0], [0, idx["1"], idx["2"], idx["3"]])
@@ -84,12 +85,12 @@ def test_rank_of_the_target_counts_allowed_items_above_it(tmp_path):
     task = ClozeTask(config, split)
     task.prepare(tmp_path)
     params = task.init_params(jax.random.key(0))
-    batch = {k: v[:1] for k, v in task.eval["test"].items()}
+    batch = {k: v[:1] for k, v in next(task.eval_batches("test", 2, 1)).items()}
     ranks, _ = task.predict(params, batch)
-    from shortrec_jax.models.bert4rec import next_item_scores
+    from shortrec_jax.models.transformer import next_item_scores
 
     scores = np.asarray(next_item_scores(task.model, params, batch["inputs"]))[0]
-    allowed = ~batch["seen"][0]
+    allowed = ~np.isin(np.arange(scores.size), batch["seen"][0])
     expected = np.sum((scores > scores[batch["target"][0]]) & allowed)
     assert int(ranks[0, 0]) == expected
 
@@ -140,11 +141,11 @@ def test_train_bert4rec_end_to_end_on_8_devices_and_restore(tmp_path):
 def test_sampled_negatives_exclude_seen_and_target_and_follow_popularity():
     rng = np.random.default_rng(0)
     n, items = 400, 12
-    seen = np.zeros((n, items), dtype=bool)
-    seen[:, 0] = True  # the most popular item is always seen
+    # The most popular item is always seen: CSR lists of one item per user.
+    seen = (np.zeros(n, np.int32), np.arange(n + 1))
     targets = np.full(n, 1)
     popularity = np.array([100.0, 50, 40, 1, 1, 1, 1, 1, 1, 1, 1, 0])
-    neg = sample_negatives(seen, targets, popularity, 3, rng)
+    neg = sample_negatives(seen, targets, popularity, 3, rng, max_entries=64 * items)
     assert neg.shape == (n, 3)
     assert not np.isin(neg, [0, 1, 11]).any()  # seen, target, never-trained item
     assert all(len(set(row)) == 3 for row in neg.tolist())  # without replacement

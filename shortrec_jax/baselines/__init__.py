@@ -11,11 +11,14 @@ from shortrec_jax.baselines.cosine_cf import ContentCF, ItemCF, UserCF
 from shortrec_jax.baselines.ease import EASE
 from shortrec_jax.baselines.kg import KnowledgeGraphCF, TransE, train_transe
 from shortrec_jax.baselines.popularity import ItemMean, Popularity, RandomRanker
+from shortrec_jax.baselines.recency import RecencyItemCF
 from shortrec_jax.baselines.tag_cf import TagCF
 from shortrec_jax.interface import Method
 
 BASELINES: dict[str, type[Method]] = {
     "item-cf": ItemCF,
+    # The study's Eq. 1 taken literally: cosine of raw ratings, weighted sum, no baseline.
+    "item-cf-eq1": ItemCF,
     "user-cf": UserCF,
     "content": ContentCF,
     "kg": KnowledgeGraphCF,
@@ -24,6 +27,7 @@ BASELINES: dict[str, type[Method]] = {
     "random": RandomRanker,
     "item-mean": ItemMean,
     "ease": EASE,
+    "recency-cf": RecencyItemCF,
 }
 
 __all__ = [
@@ -35,6 +39,7 @@ __all__ = [
     "KnowledgeGraphCF",
     "Popularity",
     "RandomRanker",
+    "RecencyItemCF",
     "TagCF",
     "TransE",
     "UserCF",

@@ -48,7 +48,7 @@ from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.interface import Method
 
 VALUE_KINDS = ("rating", "centered", "binary")
-AGGREGATES = ("mean", "sum")
+AGGREGATES = ("mean", "sum", "weighted")
 
 # Entries of the stacked neighbour rows that user-CF regroups at once (about 100 MiB of
 # temporaries).
@@ -98,8 +98,12 @@ class _NeighbourhoodCF(Method):
             ratings, item_damping=self.item_damping, user_damping=self.user_damping
         )
         values = self._value_matrix(ratings, centre_by_user)
-        # What the neighbours contribute: the residual r - b for "mean", the value for "sum".
-        self._contrib = values if self.aggregate == "sum" else self._baseline.residuals(ratings)
+        # What the neighbours contribute: the residual r - b for "mean", the value for "sum",
+        # the raw rating for "weighted".
+        if self.aggregate == "mean":
+            self._contrib = self._baseline.residuals(ratings)
+        else:
+            self._contrib = ratings if self.aggregate == "weighted" else values
         self._present = self._contrib.copy()
         self._present.data = np.ones_like(self._present.data)
         return values
@@ -110,9 +114,10 @@ class _NeighbourhoodCF(Method):
         """Scores from the neighbour sums: [B, C] weighted and weights -> [B, C] float32."""
         if self.aggregate == "sum":
             return weighted.astype(np.float32)
-        base = self._baseline.predict(users, items)
         ratio = np.divide(weighted, weights, out=np.zeros_like(weighted), where=weights > 0)
-        return (base + ratio).astype(np.float32)
+        if self.aggregate == "weighted":
+            return ratio.astype(np.float32)
+        return (self._baseline.predict(users, items) + ratio).astype(np.float32)
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
@@ -124,8 +129,9 @@ class ItemCF(_NeighbourhoodCF):
     cosine of their [U] columns of the value matrix, optionally shrunk by n / (n + shrink)
     with n their number of common raters. The prediction for user u and item i is
 
-      mean: b_ui + sum_{j in N} s_ij (r_uj - b_uj) / sum_{j in N} s_ij   (b_ui if N is empty)
-      sum:  sum_{j in N} s_ij x_uj
+      mean:     b_ui + sum_{j in N} s_ij (r_uj - b_uj) / sum_{j in N} s_ij   (b_ui if N is empty)
+      sum:      sum_{j in N} s_ij x_uj
+      weighted: sum_{j in N} s_ij r_uj / sum_{j in N} s_ij   (0 if N is empty)
 
     where N is the k items most similar to i among those u rated (all of them when k is None),
     x the value matrix and b_ui = mu + b_u + b_i the damped baseline (`Baseline`).
@@ -136,7 +142,9 @@ class ItemCF(_NeighbourhoodCF):
       values: what the cosine is computed on: "rating"; "centered" (each rating minus its
         user's mean: the adjusted cosine of Sarwar et al., which removes the users' rating
         scales); "binary" (1 for a like: rating >= like_threshold, or any interaction).
-      aggregate: "mean" for the study's protocol, "sum" for full-catalogue top-K (module doc).
+      aggregate: "mean" for the study's protocol, "sum" for full-catalogue top-K (module doc);
+        "weighted" is Sarwar et al.'s weighted sum of raw ratings with no baseline: with
+        values="rating" and shrink=0 it is the study's Eq. 1 taken literally.
       like_threshold: rating counted as a like by values="binary"; None = any interaction.
       max_neighbours: each item keeps only its max_neighbours most similar items in the stored
         table (top-k pruning); None keeps every positive similarity up to 16,384 items, and

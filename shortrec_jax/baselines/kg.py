@@ -22,6 +22,7 @@ from shortrec_jax.baselines.cosine_cf import ItemCF
 from shortrec_jax.baselines.item_tokens import item_kg_edges
 from shortrec_jax.baselines.similarity import BlockFn, cosine_blocks
 from shortrec_jax.data.dataset import Dataset
+from shortrec_jax.data.splits import random_split
 
 # Elements of the per-chunk feature blocks used to fit the relation weights.
 _FIT_BLOCK_ELEMENTS = 1 << 23
@@ -236,7 +237,14 @@ class KnowledgeGraphCF(ItemCF):
       fit_weights: fit the semantic weights to behaviour (True) or use fixed ones.
       embedding_weight: TransE's share of the semantic similarity when fit_weights=False.
       dim, epochs, batch_size, margin, learning_rate: TransE's training (`train_transe`).
-      seed: seeds TransE.
+      seed: seeds TransE (and the validation slice of alpha_grid).
+      alpha_grid: when given, alpha is chosen from these values on validation data: a seeded
+        `validation_share` of the training ratings is held out, the method is fitted on the
+        rest with each alpha, and the alpha whose predictions give the highest precision@5
+        on the held-out ratings (the study's metric: each user's held-out movies ranked, a
+        hit is a rating >= 4) is kept and refitted on all of the training part. `alpha` is
+        then ignored; the choice and the scores are `chosen_alpha` and `validation_scores`.
+      validation_share: the share of training ratings held out to choose alpha.
       Every ItemCF attribute (k, shrink, values, aggregate, ...) also applies.
     """
 
@@ -251,13 +259,37 @@ class KnowledgeGraphCF(ItemCF):
     margin: float = 1.0
     learning_rate: float = 0.1
     seed: int = 0
+    alpha_grid: Sequence[float] | None = None
+    validation_share: float = 0.1
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.alpha_grid is not None and (
+            not self.alpha_grid or any(not 0.0 <= a <= 1.0 for a in self.alpha_grid)
+        ):
+            raise ValueError(f"alpha_grid={self.alpha_grid} must be values in [0, 1]")
+        if not 0.0 < self.validation_share < 1.0:
+            raise ValueError(f"validation_share={self.validation_share} must be in (0, 1)")
         if not 0.0 <= self.alpha <= 1.0 or not 0.0 <= self.embedding_weight <= 1.0:
             raise ValueError(
                 f"alpha={self.alpha} and embedding_weight={self.embedding_weight} must be in [0, 1]"
             )
+
+    def fit(self, train: Dataset, valid: Dataset | None = None) -> KnowledgeGraphCF:
+        """Fits on `train` (choosing alpha on a slice of it first when alpha_grid is set);
+        `valid` is not used."""
+        if self.alpha_grid is not None:
+            inner = random_split(
+                train, (1.0 - self.validation_share, self.validation_share), seed=self.seed
+            )
+            scores = {}
+            for alpha in self.alpha_grid:
+                trial = dataclasses.replace(self, alpha=float(alpha), alpha_grid=None)
+                scores[float(alpha)] = _held_out_precision(trial.fit(inner.train), inner.test)
+            self.validation_scores = scores
+            self.chosen_alpha = max(scores, key=lambda a: (scores[a], -a))  # ties: less KG
+            self.alpha = self.chosen_alpha
+        return super().fit(train, valid)
 
     @property
     def transe(self) -> TransE:
@@ -323,6 +355,29 @@ class KnowledgeGraphCF(ItemCF):
             return np.where(both, alpha * semantic + (1.0 - alpha) * beh, beh)
 
         return block
+
+
+def _held_out_precision(method: ItemCF, held: Dataset, n: int = 5, like: float = 4.0) -> float:
+    """Mean over users of the share of ratings >= `like` among the top min(n, count) of the
+    user's held-out items ranked by `method` (ties by item index)."""
+    order = np.lexsort((held.items, held.users))
+    users, items = held.users[order], held.items[order]
+    liked = held.ratings[order] >= like
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    counts = np.diff(np.r_[starts, users.size])
+    width = int(counts.max()) if counts.size else 0
+    slots = np.arange(width)[None, :] < counts[:, None]  # [B, C]
+    index = np.where(slots, starts[:, None] + np.arange(width)[None, :], starts[:, None])
+    scores = np.empty(index.shape, np.float32)
+    for r0 in range(0, starts.size, 256):
+        rows = slice(r0, r0 + 256)
+        scores[rows] = method.score(users[starts[rows]], items[index[rows]])
+    scores = np.where(slots, scores, -np.inf)
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :n]  # by item index within ties
+    taken = np.take_along_axis(slots, top, axis=1)
+    hits = np.take_along_axis(liked[index], top, axis=1) & taken
+    shares = hits.sum(axis=1) / taken.sum(axis=1)
+    return float(shares.mean()) if shares.size else 0.0
 
 
 def _fit_semantic_weights(

@@ -21,6 +21,8 @@ def train(
     b2: float,
     early_stopping_patience: int,
     log_every_steps: int,
+    schedule: str = "cosine",
+    eval_every_steps: int = 0,
     **extra: object,
 ) -> ConfigDict:
     """The optimiser, schedule and loop settings; `extra` adds a model's own fields."""
@@ -31,7 +33,7 @@ def train(
     section.optimizer = optimizer
     section.learning_rate = learning_rate
     # "constant", "cosine" or "linear" decay after a linear warm-up.
-    section.schedule = "cosine"
+    section.schedule = schedule
     section.warmup_steps = warmup_steps
     section.final_lr_fraction = 0.05
     # L2 on every parameter, as in the xDeepFM paper (gradient += l2 * w); 0 = off.
@@ -43,8 +45,10 @@ def train(
     section.b1 = 0.9
     section.b2 = b2
     section.eps = 1e-8
-    # Stop after this many epochs without a better validation metric; 0 = never.
+    # Stop after this many validations without a better validation metric; 0 = never.
     section.early_stopping_patience = early_stopping_patience
+    # Validate every this many steps (saving only new bests); 0 = after every epoch.
+    section.eval_every_steps = eval_every_steps
     # Host synchronisation (loss check, logging) every this many steps.
     section.log_every_steps = log_every_steps
     # Steps queued on the devices before the host waits for the oldest.

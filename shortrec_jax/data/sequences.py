@@ -1,14 +1,19 @@
-"""Per-user item sequences for BERT4Rec: training windows, cloze masks and evaluation inputs.
+"""Per-user item sequences for BERT4Rec and SASRec: training windows, targets, evaluation inputs.
 
 Sequence ids follow `shortrec_jax.vocabulary.ItemVocabulary`: item index + 1, so that 0 is
 padding (`PAD_ID`); the mask token is num_items + 1, and a model embeds num_items + 2 ids.
 Sequences are left-padded: the most recent item is always in the last column, where
 `eval_inputs` puts the mask token the model predicts.
 
-Training (BERT4Rec, Sun et al. 2019, Sec. 3.6): each epoch, `cloze_mask` hides a random
-fraction of each sequence's items and the model recovers them; with `last_item_prob` a fraction
-of the sequences instead hide only their last item, as the paper does so that training also
-sees the test task (predict the next item after the history).
+Training windows cover the whole history with a stride (`SequenceData.train_windows`), so
+every training interaction is a target somewhere.
+
+- BERT4Rec (Sun et al. 2019, Sec. 3.6): each epoch, `cloze_mask` hides a fresh random
+  fraction of each window's items and the model recovers them; with `last_item_prob` it also
+  ADDS that share of windows again with only their last item hidden, as the paper does so that
+  training also sees the test task (predict the item after the history).
+- SASRec (Kang and McAuley 2018): `next_item_targets` labels every position of a window with
+  the item after it.
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ class SequenceData:
         order = np.lexsort((np.arange(n), ds.timestamps, ds.users))
         offsets = np.zeros(ds.num_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(ds.users, minlength=ds.num_users), out=offsets[1:])
-        return cls(ds.num_items, (ds.items[order] + 1).astype(np.int32), offsets)
+        return cls(ds.num_items, ItemVocabulary(ds.num_items).ids(ds.items[order]), offsets)
 
     @property
     def num_users(self) -> int:
@@ -202,6 +207,11 @@ def cloze_rng(seed: int, epoch: int) -> np.random.Generator:
     return epoch_rng(seed, epoch, CLOZE_STREAM)
 
 
+def num_last_item_rows(seqs: np.ndarray, last_item_prob: float) -> int:
+    """Last-item rows `cloze_mask` adds to `seqs` ([S, L]): a fixed share of the non-empty ones."""
+    return round(last_item_prob * int(np.count_nonzero((seqs != PAD_ID).any(axis=1))))
+
+
 def cloze_mask(
     seqs: np.ndarray,
     *,
@@ -210,28 +220,35 @@ def cloze_mask(
     rng: np.random.Generator,
     last_item_prob: float = 0.0,
     bert_replace: bool = False,
+    max_predictions: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Chooses the positions to predict (the cloze task of BERT4Rec, Eq. 6 of the study).
 
     Each non-padding position is chosen independently with probability `mask_prob`; a
     non-empty sequence with none chosen gets one position chosen uniformly, so every
-    sequence contributes to the loss. With probability `last_item_prob` a non-empty sequence is
-    instead chosen at its last non-padding position only (the paper's last-item samples).
-    Chosen positions show the mask token, or with `bert_replace` BERT's 80/10/10 (mask token /
-    a random item / the true item; last-item samples always show the mask token).
+    sequence contributes to the loss. A sequence with more than `max_predictions` chosen
+    positions keeps a uniform random subset of that many (the loss scores at most that many
+    per sequence; nothing is dropped silently there). Then `num_last_item_rows` of the
+    non-empty sequences, drawn at random, are appended once more with only their last
+    non-padding position chosen (the paper's last-item samples, added to the random masks
+    rather than replacing them). Chosen positions show the mask token, or with `bert_replace`
+    BERT's 80/10/10 (mask token / a random item / the true item; last-item rows always show
+    the mask token).
 
     Args:
       seqs: [S, L] int32 sequence ids, PAD_ID = 0 for padding.
       mask_prob: in (0, 1].
       mask_id: the mask token, num_items + 1 (random items are drawn from 1..num_items).
       rng: e.g. `cloze_rng(seed, epoch)`.
-      last_item_prob: in [0, 1].
+      last_item_prob: in [0, 1], the share of sequences added as last-item rows.
       bert_replace: use BERT's 80/10/10 replacement instead of always the mask token.
+      max_predictions: at most this many chosen positions per sequence (None = no cap).
 
     Returns:
-      (inputs [S, L] int32: `seqs` with the chosen positions replaced,
-       labels [S, L] int32: the original id at chosen positions, 0 elsewhere,
-       weights [S, L] float32: 1.0 at chosen positions, 0.0 elsewhere).
+      (inputs [S + R, L] int32: the sequences with the chosen positions replaced,
+       labels [S + R, L] int32: the original id at chosen positions, 0 elsewhere,
+       weights [S + R, L] float32: 1.0 at chosen positions, 0.0 elsewhere), with
+      R = `num_last_item_rows(seqs, last_item_prob)` last-item rows after the S sequences.
     """
     seqs = np.asarray(seqs)
     if seqs.ndim != 2:
@@ -241,6 +258,8 @@ def cloze_mask(
             f"mask_prob must be in (0, 1] and last_item_prob in [0, 1], got {mask_prob} and "
             f"{last_item_prob}"
         )
+    if max_predictions is not None and max_predictions < 1:
+        raise ValueError(f"max_predictions must be >= 1 or None, got {max_predictions}")
     real = seqs != PAD_ID
     nonempty = real.any(axis=1)
     chosen = real & (rng.random(seqs.shape) < mask_prob)
@@ -248,19 +267,56 @@ def cloze_mask(
     # A uniform real position of each row that drew none: the argmax of uniform keys.
     keys = np.where(real[missing], rng.random((missing.size, seqs.shape[1])), -1.0)
     chosen[missing, np.argmax(keys, axis=1)] = True
-    last_rows = np.flatnonzero(nonempty & (rng.random(seqs.shape[0]) < last_item_prob))
-    last_pos = seqs.shape[1] - 1 - np.argmax(real[last_rows, ::-1], axis=1)
-    chosen[last_rows] = False
-    chosen[last_rows, last_pos] = True
+    if max_predictions is not None:
+        over = np.flatnonzero(chosen.sum(axis=1) > max_predictions)
+        # The max_predictions largest uniform keys among a row's chosen positions: a uniform
+        # subset of that size.
+        keys = np.where(chosen[over], rng.random((over.size, seqs.shape[1])), -1.0)
+        keep = np.argsort(-keys, axis=1)[:, :max_predictions]
+        chosen[over] = False
+        chosen[over[:, None], keep] = True
 
-    labels = np.where(chosen, seqs, PAD_ID).astype(np.int32)
     inputs = np.where(chosen, mask_id, seqs).astype(np.int32)
     if bert_replace:
         draw = rng.random(seqs.shape)
         random_items = rng.integers(1, mask_id, size=seqs.shape, dtype=np.int32)
-        free = chosen.copy()
-        free[last_rows] = False
-        to_random = free & (draw >= BERT_MASK_SHARE) & (draw < BERT_MASK_SHARE + BERT_RANDOM_SHARE)
-        keep = free & (draw >= BERT_MASK_SHARE + BERT_RANDOM_SHARE)
+        to_random = (
+            chosen & (draw >= BERT_MASK_SHARE) & (draw < BERT_MASK_SHARE + BERT_RANDOM_SHARE)
+        )
+        keep = chosen & (draw >= BERT_MASK_SHARE + BERT_RANDOM_SHARE)
         inputs = np.where(to_random, random_items, np.where(keep, seqs, inputs)).astype(np.int32)
+
+    count = num_last_item_rows(seqs, last_item_prob)
+    last_rows = np.sort(rng.choice(np.flatnonzero(nonempty), size=count, replace=False))
+    last_seqs = seqs[last_rows]
+    last_pos = seqs.shape[1] - 1 - np.argmax(real[last_rows, ::-1], axis=1)
+    last_chosen = np.zeros(last_seqs.shape, dtype=bool)
+    last_chosen[np.arange(count), last_pos] = True
+    chosen = np.concatenate([chosen, last_chosen])
+    all_seqs = np.concatenate([seqs, last_seqs])
+    inputs = np.concatenate([inputs, np.where(last_chosen, mask_id, last_seqs).astype(np.int32)])
+    labels = np.where(chosen, all_seqs, PAD_ID).astype(np.int32)
     return inputs, labels, chosen.astype(np.float32)
+
+
+def next_item_targets(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SASRec's training examples: every position predicts the item after it.
+
+    Args:
+      windows: [S, L + 1] int32 left-padded sequence ids (`train_windows(L + 1, ...)`).
+
+    Returns:
+      (inputs [S, L] int32: the first L columns,
+       labels [S, L] int32: the item after each input position, 0 where not scored,
+       weights [S, L] float32: 1.0 where both the position and its next item are real).
+    """
+    windows = np.asarray(windows)
+    if windows.ndim != 2 or windows.shape[1] < 2:
+        raise ValueError(f"windows must be [S, L + 1] with L >= 1, got shape {windows.shape}")
+    inputs, labels = windows[:, :-1], windows[:, 1:]
+    scored = (inputs != PAD_ID) & (labels != PAD_ID)
+    return (
+        inputs.astype(np.int32),
+        np.where(scored, labels, PAD_ID).astype(np.int32),
+        scored.astype(np.float32),
+    )

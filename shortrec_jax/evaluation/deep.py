@@ -121,7 +121,7 @@ class CTRMethod(_RunMethod):
 
 
 class SequenceMethod(_RunMethod):
-    """A next-item model (BERT4Rec) as a recommendation method: its scores after each
+    """A next-item model (BERT4Rec or SASRec) as a recommendation method: its scores after each
     user's history.
 
     `fit(train, valid)` trains on `train` (validating on `valid`, or, without one, on each

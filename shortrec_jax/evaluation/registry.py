@@ -23,12 +23,13 @@ from shortrec_jax.evaluation.deep import CTRMethod, SequenceMethod
 from shortrec_jax.interface import Method
 from shortrec_jax.models import MODELS
 from shortrec_jax.pipeline.method import PIPELINE_METHODS, make_pipeline_method
+from shortrec_jax.pipeline.ranker import RANKER_METHODS, make_ranker_method
 
 #: A model family (`shortrec_jax.models.FAMILIES`) -> the method that evaluates its models.
 FAMILY_METHODS = {"ctr": CTRMethod, "sequence": SequenceMethod}
 #: Every registered model by name, through its family.
 DEEP_METHODS = {name: FAMILY_METHODS[entry.family] for name, entry in MODELS.items()}
-METHOD_NAMES = (*BASELINES, *DEEP_METHODS, *PIPELINE_METHODS)
+METHOD_NAMES = (*BASELINES, *DEEP_METHODS, *PIPELINE_METHODS, *RANKER_METHODS)
 
 
 def make_method(
@@ -46,6 +47,8 @@ def make_method(
     config = dict(config.to_dict() if isinstance(config, ConfigDict) else config)
     if name in PIPELINE_METHODS:
         return make_pipeline_method(name, config, seed=seed, workdir=workdir)
+    if name in RANKER_METHODS:
+        return make_ranker_method(name, config, seed=seed)
     if name in DEEP_METHODS:
         if "train_config" not in config:
             raise ValueError(f"methods.{name} needs train_config, the path of a training config")

@@ -314,7 +314,31 @@ def markdown_table(
         rates = [r for r in rates if r is not None]
         if rates:
             lines += ["", f"Base rate (expected precision of a random order): {rates[0]:.3f}."]
+        lines += _time_table(results)
     return "\n".join(lines) + "\n"
+
+
+def _time_table(results: Mapping[str, Any]) -> list[str]:
+    """Lines of a table of seconds per repeat by method: fit, scoring, and their sum."""
+    rows = []
+    for name, entry in results["methods"].items():
+        repeats = list(entry.get("repeats", {}).values())
+        if not repeats or "time/fit_seconds" not in repeats[0]:
+            continue
+        fit = np.array([r["time/fit_seconds"] for r in repeats])
+        score = np.array([r.get("time/eval_seconds", 0.0) for r in repeats])
+        cells = (fit.mean(), score.mean(), (fit + score).max(), (fit + score).sum())
+        rows.append(f"| {name} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+    if not rows:
+        return []
+    return [
+        "",
+        "Seconds per repeat (mean over repeats; the slowest repeat; all repeats together):",
+        "",
+        "| method | fit | scoring | slowest repeat | all repeats |",
+        "| --- | --- | --- | --- | --- |",
+        *rows,
+    ]
 
 
 def write_report(

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 
 from shortrec_jax.models.bert4rec import BERT4Rec, BERT4RecConfig
+from shortrec_jax.models.sasrec import SASRec, SASRecConfig
 from shortrec_jax.models.xdeepfm import WideAndDeep, WideAndDeepConfig, XDeepFM, XDeepFMConfig
 
 #: "ctr": scores encoded (user, item) feature batches; "sequence": next-item scores after a
@@ -36,6 +37,7 @@ MODELS: dict[str, ModelEntry] = {
     "xdeepfm": ModelEntry(XDeepFMConfig, XDeepFM, "ctr"),
     "widedeep": ModelEntry(WideAndDeepConfig, WideAndDeep, "ctr"),
     "bert4rec": ModelEntry(BERT4RecConfig, BERT4Rec, "sequence"),
+    "sasrec": ModelEntry(SASRecConfig, SASRec, "sequence"),
 }
 
 

@@ -99,8 +99,12 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.b1": _in_unit(open_low=False, open_high=True),
     "train.b2": _in_unit(open_low=False, open_high=True),
     "train.eps": _non_negative(),
-    "train.max_predictions": _at_least(1),
+    # 0 = no cap: logits at every position (SASRec's, where every position is a target).
+    "train.max_predictions": _at_least(0),
+    "train.num_negatives": _at_least(0),
+    "train.negative_sampler": _one_of(("uniform", "log_uniform")),
     "train.early_stopping_patience": _at_least(0),
+    "train.eval_every_steps": _at_least(0),
     "train.log_every_steps": _at_least(1),
     "train.max_steps_in_flight": _at_least(1),
     "train.prefetch": _at_least(0),

@@ -2,8 +2,9 @@
 
   python -m shortrec_jax.training.curves --metric=ndcg@10 --out=curve.png RUN_DIR [RUN_DIR ...]
 
-Reads each run's `metrics.jsonl` (the "valid" records the loop writes every epoch) and draws
-one line per run. A resumed run logs some epochs twice; the last record of an epoch wins.
+Reads each run's `metrics.jsonl` (the "valid" records the loop writes every epoch, or every
+`train.eval_every_steps` steps at a fractional epoch) and draws one line per run. A resumed
+run logs some validations twice; the last record of an epoch value wins.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from shortrec_jax.io import write_atomic
 from shortrec_jax.training.logger import read_jsonl
 
 
-def validation_curve(workdir: str | Path, metric: str) -> tuple[list[int], list[float]]:
-    """(epochs, values) of a validation metric, one value per epoch, in epoch order."""
+def validation_curve(workdir: str | Path, metric: str) -> tuple[list[float], list[float]]:
+    """(epochs, values) of a validation metric, one value per validation, in epoch order."""
     path = Path(workdir) / "metrics.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{workdir} has no metrics.jsonl")
-    by_epoch: dict[int, float] = {}
+    by_epoch: dict[float, float] = {}
     for record in read_jsonl(path):
         if record.get("kind") == "valid" and metric in record:
-            by_epoch[int(record["epoch"])] = float(record[metric])
+            by_epoch[round(float(record["epoch"]), 6)] = float(record[metric])
     if not by_epoch:
         raise ValueError(f"{path} has no validation records of {metric!r}")
     epochs = sorted(by_epoch)

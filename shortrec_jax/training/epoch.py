@@ -20,7 +20,12 @@ from ml_collections import ConfigDict
 from shortrec_jax.training.contract import Session
 from shortrec_jax.training.resume import save_and_stop, save_mid_epoch
 from shortrec_jax.training.steps import TrainState
-from shortrec_jax.training.validation import add_sums
+from shortrec_jax.training.validation import (
+    add_sums,
+    patience_spent,
+    validate_and_save,
+    validate_at_step,
+)
 
 PyTree = Any
 
@@ -71,7 +76,9 @@ def train_epoch(
     """One epoch, or its remainder after `skip` steps when resuming from a mid-epoch save.
 
     Batches and dropout depend only on (seed, epoch, step), so skipping the first `skip`
-    batches of the epoch continues exactly where the interrupted run was.
+    batches of the epoch continues exactly where the interrupted run was. With
+    `train.eval_every_steps`, validates at those steps (after checking the steps before are
+    finite) and returns early once the early-stopping patience is spent.
     """
     train_cfg = session.config.train
     step = epoch * session.steps_per_epoch + skip
@@ -105,10 +112,15 @@ def train_epoch(
             in_flight.append(sums)
             if len(in_flight) > train_cfg.max_steps_in_flight:
                 jax.block_until_ready(in_flight.popleft())
-            if len(pending) < train_cfg.log_every_steps and step < end_of_epoch:
+            validate = validate_at_step(session.config, step)
+            if len(pending) < train_cfg.log_every_steps and step < end_of_epoch and not validate:
                 continue
             _end_window(session, state, meta, pending, progress, window_start, window_time)
             pending, in_flight = [], collections.deque()
+            if validate:
+                validate_and_save(session, state, meta, epoch)
+                if patience_spent(session.config, meta):
+                    break
             window_start, window_time = step, time.time()
     if progress is not None:
         progress.close()

@@ -37,13 +37,14 @@ from shortrec_jax.training.guards import (
 from shortrec_jax.training.logger import MetricLogger
 from shortrec_jax.training.optim import make_optimizer
 from shortrec_jax.training.parallel import Partitioner
-from shortrec_jax.training.resume import check_config_matches, restore_or_init, save_epoch
+from shortrec_jax.training.resume import check_config_matches, restore_or_init
 from shortrec_jax.training.steps import TrainState, make_eval_step, make_train_step
 from shortrec_jax.training.tasks import make_task
 from shortrec_jax.training.validation import (
     evaluate,
+    patience_spent,
     print_metrics,
-    record_validation,
+    validate_and_save,
     validate_now,
 )
 
@@ -51,7 +52,8 @@ from shortrec_jax.training.validation import (
 def train_and_evaluate(
     config: ConfigDict, workdir: str | Path, *, split: Split | None = None
 ) -> dict[str, Any]:
-    """Trains the configured model, validating every epoch, and evaluates the best checkpoint.
+    """Trains the configured model, validating every epoch (or every `train.eval_every_steps`
+    steps), and evaluates the best checkpoint.
 
     Resumes from the latest checkpoint in `workdir` when there is one.
 
@@ -178,28 +180,20 @@ def _open_session(
 
 def _fit(session: Session, state: TrainState, meta: dict[str, Any]) -> None:
     """The epochs from where `state` is to `train.num_epochs` or early stopping."""
-    train_cfg = session.config.train
-    patience = train_cfg.early_stopping_patience
+    config = session.config
     epoch, skip = divmod(int(jax.device_get(state.step)), session.steps_per_epoch)
-    while epoch < train_cfg.num_epochs and not (patience and meta["bad_epochs"] >= patience):
+    while epoch < config.train.num_epochs and not patience_spent(config, meta):
+        # With train.eval_every_steps, validation (and early stopping) happen inside.
         state = train_epoch(session, state, meta, epoch=epoch, skip=skip)
         skip = 0
-        if validate_now(session.config, epoch):
-            _validate_and_save(session, state, meta, epoch)
+        if validate_now(config, epoch):
+            validate_and_save(session, state, meta, epoch)
+        meta["epoch"] = epoch + 1
         epoch += 1
-
-
-def _validate_and_save(
-    session: Session, state: TrainState, meta: dict[str, Any], epoch: int
-) -> None:
-    """Validates the state reached at the end of `epoch` (counted from 0), logs and saves it."""
-    step = int(jax.device_get(state.step))
-    valid = evaluate(session, state.params, "valid")
-    record_validation(session.task, meta, valid, epoch)
-    meta["epoch"] = epoch + 1
-    session.logger.write(step, "valid", {"epoch": epoch + 1, **valid})
-    print_metrics(f"epoch {epoch + 1}/{session.config.train.num_epochs} valid", valid)
-    save_epoch(session.ckpt, step, state, meta, valid)
+    every = config.train.eval_every_steps
+    if every and int(jax.device_get(state.step)) % every and not patience_spent(config, meta):
+        # The steps after the last validation of a step cadence: validate where training ends.
+        validate_and_save(session, state, meta, epoch - 1)
 
 
 def _evaluate_best(session: Session) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from ml_collections import ConfigDict
 
 from shortrec_jax.training.contract import Session, Task
 from shortrec_jax.training.parallel import Partitioner
+from shortrec_jax.training.resume import save_epoch
+from shortrec_jax.training.steps import TrainState
 
 PyTree = Any
 
@@ -77,19 +79,34 @@ def evaluate(session: Session, params: PyTree, part: str) -> dict[str, float]:
 
 
 def validate_now(config: ConfigDict, epoch: int) -> bool:
-    """Whether to validate (and save) after `epoch` (counted from 0): after every epoch.
+    """Whether to validate (and save) after `epoch` (counted from 0): after every epoch,
+    unless `train.eval_every_steps` sets a cadence in steps (see `validate_at_step`)."""
+    del epoch
+    return not config.train.eval_every_steps
 
-    The one place that decides the validation cadence.
-    """
-    del config, epoch
-    return True
+
+def validate_at_step(config: ConfigDict, step: int) -> bool:
+    """Whether to validate after global `step` (counted from 1): every
+    `train.eval_every_steps` steps when that is set. With the default 0, `validate_now`."""
+    every = config.train.eval_every_steps
+    return bool(every) and step % every == 0
+
+
+def patience_spent(config: ConfigDict, meta: dict[str, Any]) -> bool:
+    """Whether `train.early_stopping_patience` validations in a row brought no improvement."""
+    patience = config.train.early_stopping_patience
+    return bool(patience) and meta["bad_epochs"] >= patience
 
 
 def record_validation(
     task: Task, meta: dict[str, Any], valid: dict[str, float], epoch: int
-) -> None:
+) -> bool:
     """Updates the best value, its epoch (counted from 1) and the early-stopping counter in
-    `meta` with the validation metrics `valid` measured after `epoch` (counted from 0)."""
+    `meta` with the validation metrics `valid` measured during `epoch` (counted from 0).
+
+    `meta["bad_epochs"]` counts validations without improvement (one per epoch with the
+    default cadence). Returns whether this one improved on the best.
+    """
     value = valid[task.best_metric]
     best = meta["best"]
     improved = best is None or (value > best if task.best_mode == "max" else value < best)
@@ -97,6 +114,28 @@ def record_validation(
         meta.update(best=value, best_epoch=epoch + 1, bad_epochs=0)
     else:
         meta["bad_epochs"] += 1
+    return improved
+
+
+def validate_and_save(
+    session: Session, state: TrainState, meta: dict[str, Any], epoch: int
+) -> None:
+    """Validates `state` (reached during `epoch`, counted from 0), logs it and saves it.
+
+    With the default cadence every validated epoch end is saved (the latest for resume, the
+    best kept by the checkpointer). With `train.eval_every_steps` only a new best is saved:
+    a resumed run restarts from it and, batches and dropout being functions of (seed, step),
+    retraces the same steps.
+    """
+    config = session.config
+    step = int(jax.device_get(state.step))
+    valid = evaluate(session, state.params, "valid")
+    improved = record_validation(session.task, meta, valid, epoch)
+    meta["epoch"] = epoch + 1
+    session.logger.write(step, "valid", {"epoch": step / session.steps_per_epoch, **valid})
+    print_metrics(f"step {step} (epoch {epoch + 1}/{config.train.num_epochs}) valid", valid)
+    if improved or not config.train.eval_every_steps:
+        save_epoch(session.ckpt, step, state, meta, valid)
 
 
 def print_metrics(title: str, metrics: dict[str, float]) -> None:

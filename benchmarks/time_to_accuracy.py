@@ -1,0 +1,246 @@
+"""Time to accuracy, side by side in one invocation: ours against RecBole and the floors.
+
+  python -m benchmarks.time_to_accuracy --recbole-python=PY [--layouts=auto,1]
+                                        [--sequential=sasrec] [--json=FILE]
+
+1. xDeepFM on the CTR task of configs/xdeepfm_ml100k.py. Ours is the default command a user
+   runs, `python train.py` (fresh run directory, no other flag), once per --layouts entry:
+   `auto` leaves the CPU layout to `shortrec_jax.platform`, a number N sets N CPU devices
+   through XLA_FLAGS. RecBole 1.2.1's own xDeepFM (benchmarks/recbole_worker.py, with
+   --recbole-python) trains on the same rows to its best validation AUC (early stopping after
+   10 epochs without a better one, at most --recbole-max-epochs) and tests its best model.
+   For each, the table gives:
+   - to_best_s: seconds from launching the process (imports, data preparation and
+     compilation included, for both) to the end of the validation that found the best
+     checkpoint. The target is RecBole's test AUC (TARGET_AUC, docs/references.md; the run's
+     own figure is printed beside it): ours has reached it by to_best_s when its best
+     checkpoint's test AUC is at least the target (it may have earlier; test AUC is measured
+     only for the best checkpoint);
+   - train_examples_s: the median of ours' logged training examples/s after its first epoch,
+     and for RecBole the rows of an epoch over its median training-epoch time;
+   - vs_recbole: RecBole's to_best_s over this row's (how many times faster it got there),
+     and speed_vs_recbole the same for examples/s.
+2. Our sequential models on leave-one-out ml-100k (configs/<name>_ml100k.py for each name
+   in --sequential, default sasrec; bert4rec takes 20-50 minutes on 2 cores): seconds to the
+   best checkpoint and its test NDCG@10 / HR@10 against the floors of docs/references.md
+   (item-CF with recency-weighted history, EASE). A config missing from this checkout is
+   reported as skipped.
+Runs go one after the other, never side by side; on a shared machine only ratios within one
+invocation mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import ROOT, git_commit, machine_description, print_table
+
+# RecBole 1.2.1 xDeepFM's test AUC on this task (docs/references.md).
+TARGET_AUC = 0.7804
+# Leave-one-out ml-100k floors, full ranking (docs/references.md): (name, HR@10, NDCG@10).
+SEQUENTIAL_FLOORS = (
+    ("item-CF, recency-weighted history", 0.147, 0.080),
+    ("EASE", None, 0.071),
+)
+_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+
+
+def _environment(layout: str) -> dict[str, str]:
+    """The user's environment with the CPU layout `layout` ("auto" or a device count)."""
+    env = dict(os.environ)
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_COUNT_FLAG)]
+    if layout != "auto":
+        flags.append(f"{_DEVICE_COUNT_FLAG}={int(layout)}")
+    env["XLA_FLAGS"] = " ".join(flags)
+    return env
+
+
+def run_train(config: str | None, layout: str, workdir: Path) -> dict[str, Any]:
+    """Runs `python train.py` (with --config=config when given) in a fresh `workdir`.
+
+    Returns:
+      results.json's fields plus "launched" and "finished" (time.time()), "command_s",
+      and the metrics log's records ("log").
+    """
+    command = [sys.executable, str(ROOT / "train.py"), f"--workdir={workdir}"]
+    if config:
+        command.append(f"--config={config}")
+    launched = time.time()
+    out = subprocess.run(
+        command, cwd=ROOT, env=_environment(layout), capture_output=True, text=True, check=False
+    )
+    finished = time.time()
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{out.stderr[-3000:]}")
+    results = json.loads((workdir / "results.json").read_text())
+    log_path = workdir / "metrics.jsonl"
+    log = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    return {
+        **results,
+        "launched": launched,
+        "finished": finished,
+        "command_s": finished - launched,
+        "log": log,
+    }
+
+
+def _to_best(run: dict[str, Any]) -> float:
+    """Seconds from launch to the end of the validation of the best epoch."""
+    valid = [r for r in run["log"] if r["kind"] == "valid" and r["epoch"] == run["best_epoch"]]
+    return valid[-1]["time"] - run["launched"]
+
+
+def _median_speed(run: dict[str, Any]) -> float | None:
+    """The median logged training examples/s after the first epoch (compilation excluded)."""
+    speeds = [
+        r["examples_per_second"] for r in run["log"] if r["kind"] == "train" and r["epoch"] > 1
+    ]
+    return statistics.median(speeds) if speeds else None
+
+
+def xdeepfm_rows(
+    layouts: list[str], recbole_python: str, recbole_epochs: int, tmp: Path
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for layout in layouts:
+        print(f"... python train.py, layout {layout}", file=sys.stderr, flush=True)
+        run = run_train(None, layout, tmp / f"xdeepfm-{layout}")
+        auc = run["test"]["auc"]
+        rows.append(
+            {
+                "run": f"shortrec-jax `python train.py`, layout {layout}",
+                "test_auc": auc,
+                "reached_target": auc >= TARGET_AUC,
+                "best_epoch": run["best_epoch"],
+                "epochs": run["epochs"],
+                "to_best_s": _to_best(run),
+                "command_s": run["command_s"],
+                "train_examples_s": _median_speed(run),
+            }
+        )
+    if recbole_python:
+        from benchmarks.recbole_baseline import run_recbole
+
+        print("... RecBole 1.2.1 xDeepFM to its best validation AUC", file=sys.stderr, flush=True)
+        rb = run_recbole(recbole_python, "xDeepFM", epochs=recbole_epochs, fit=True)
+        baseline = {
+            "run": f"RecBole 1.2.1 xDeepFM (torch, {rb['threads']} threads)",
+            "test_auc": rb["test_auc"],
+            "reached_target": rb["test_auc"] >= TARGET_AUC,
+            "best_epoch": rb["best_epoch"],
+            "epochs": len(rb["validations"]),
+            "to_best_s": rb["best_time"] - rb["launched"],
+            "command_s": rb["finished"] - rb["launched"],
+            "train_examples_s": rb["rows"] / statistics.median(rb["train_epoch_seconds"]),
+        }
+        for row in rows:
+            row["vs_recbole"] = baseline["to_best_s"] / row["to_best_s"]
+            if row["train_examples_s"]:
+                row["speed_vs_recbole"] = row["train_examples_s"] / baseline["train_examples_s"]
+        rows.append({**baseline, "vs_recbole": 1.0, "speed_vs_recbole": 1.0})
+    return rows
+
+
+def sequential_rows(names: list[str], tmp: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        config = ROOT / "configs" / f"{name}_ml100k.py"
+        if not config.exists():
+            rows.append({"run": name, "note": f"skipped: {config.relative_to(ROOT)} is absent"})
+            continue
+        print(f"... python train.py --config={config.name}", file=sys.stderr, flush=True)
+        run = run_train(str(config), "auto", tmp / name)
+        ndcg, hr = run["test"]["ndcg@10"], run["test"]["hr@10"]
+        cleared = [
+            floor
+            for floor, floor_hr, floor_ndcg in SEQUENTIAL_FLOORS
+            if ndcg >= floor_ndcg and (floor_hr is None or hr >= floor_hr)
+        ]
+        rows.append(
+            {
+                "run": f"`python train.py --config=configs/{config.name}`",
+                "test_ndcg@10": ndcg,
+                "test_hr@10": hr,
+                "best_epoch": run["best_epoch"],
+                "epochs": run["epochs"],
+                "to_best_s": _to_best(run),
+                "command_s": run["command_s"],
+                "note": "beats " + (", ".join(cleared) if cleared else "no floor"),
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recbole-python", default="", help="a Python with recbole installed")
+    parser.add_argument("--layouts", default="auto", help="CPU layouts of ours: auto, or N")
+    parser.add_argument(
+        "--recbole-max-epochs", type=int, default=300, help="RecBole's epochs (its default 300)"
+    )
+    parser.add_argument("--sequential", default="sasrec", help="sequential configs ('' = none)")
+    parser.add_argument("--json", default="", help="also write every row to this JSON file")
+    args = parser.parse_args()
+    layouts = [x for x in args.layouts.split(",") if x]
+    bad = [x for x in layouts if x != "auto" and not x.isdigit()]
+    if bad:
+        parser.error(f"--layouts takes 'auto' or device counts, got {bad}")
+    header = f"{datetime.date.today()}, commit {git_commit()}; machine: {machine_description()}"
+    print(header, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        ctr = xdeepfm_rows(layouts, args.recbole_python, args.recbole_max_epochs, Path(tmp))
+        seq = sequential_rows([x for x in args.sequential.split(",") if x], Path(tmp))
+    print(f"machine at the end: {machine_description()}")
+    print_table(
+        f"xDeepFM to RecBole's test AUC {TARGET_AUC} (ml-100k CTR)",
+        ctr,
+        [
+            "run",
+            "test_auc",
+            "reached_target",
+            "best_epoch",
+            "epochs",
+            "to_best_s",
+            "vs_recbole",
+            "command_s",
+            "train_examples_s",
+            "speed_vs_recbole",
+        ],
+    )
+    if seq:
+        floors = "; ".join(
+            f"{name} NDCG@10 {ndcg}" + (f", HR@10 {hr}" if hr else "")
+            for name, hr, ndcg in SEQUENTIAL_FLOORS
+        )
+        print_table(
+            f"Sequential models, leave-one-out ml-100k (floors: {floors})",
+            seq,
+            [
+                "run",
+                "test_ndcg@10",
+                "test_hr@10",
+                "best_epoch",
+                "epochs",
+                "to_best_s",
+                "command_s",
+                "note",
+            ],
+        )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"header": header, "xdeepfm": ctr, "sequential": seq})
+        )
+
+
+if __name__ == "__main__":
+    main()
