@@ -10,7 +10,7 @@ from ml_collections import ConfigDict
 from shortrec_jax.config_files import CONFIG_DIR, config_path, dataclass_from_mapping
 from shortrec_jax.evaluation.registry import DEEP_METHODS, FAMILY_METHODS, METHOD_NAMES
 from shortrec_jax.models import FAMILIES, MODELS, get_model
-from shortrec_jax.training.tasks import TASKS, make_task
+from shortrec_jax.training.tasks import TASKS, ClozeTask, NextItemTask, make_task
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -21,6 +21,13 @@ def test_every_model_resolves_in_every_layer(name):
     task = make_task(config)
     assert isinstance(task, TASKS[entry.family]) and task.family == entry.family
     assert DEEP_METHODS[name] is FAMILY_METHODS[entry.family] and name in METHOD_NAMES
+
+
+def test_a_causal_sequence_model_trains_on_next_item_targets_a_bidirectional_one_on_cloze():
+    def task(name):
+        return type(make_task(ConfigDict({"model": {"name": name}})))
+
+    assert task("sasrec") is NextItemTask and task("bert4rec") is ClozeTask
 
 
 def test_every_family_has_a_task_and_a_method():
