@@ -47,6 +47,11 @@ SCRIPT = textwrap.dedent(
             "train": {"max_predictions": 4},
             "eval": {"sampled_negatives": 0},
         },
+        "sasrec": {
+            "data": {"max_len": 8},
+            "model": {"hidden": 8, "inner": 16, "num_layers": 1},
+            "eval": {"sampled_negatives": 0},
+        },
     }
     for name in tiny:
         tiny[name]["train"] = {**train, **tiny[name].get("train", {})}
@@ -59,6 +64,8 @@ SCRIPT = textwrap.dedent(
         key = name.replace("-", "_")
         config = configs[key].to_dict() if key in configs else {}
         if name in DEEP_METHODS:
+            # paper_fig6 names the study's models; the others train from their own config.
+            config.setdefault("train_config", f"configs/{name}_ml100k.py")
             config["overrides"] = tiny[name]
         if name in PIPELINE_METHODS:
             config = {"train_config": "configs/xdeepfm_ml100k.py", "overrides": tiny["xdeepfm"]}
