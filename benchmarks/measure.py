@@ -299,7 +299,7 @@ def itemcf_throughput(config: ConfigDict, repeats: int = 2) -> dict[str, Any]:
     """
     from benchmarks.common import best_time
     from shortrec_jax.baselines import ItemCF
-    from shortrec_jax.training.tasks import load_split
+    from shortrec_jax.training.task_common import load_split
 
     start = time.perf_counter()
     split = load_split(config)

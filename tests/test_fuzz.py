@@ -40,7 +40,7 @@ from shortrec_jax.data.grouplens import load_grouplens
 from shortrec_jax.data.kuairec import load_kuairec
 from shortrec_jax.evaluation.registry import make_method
 from shortrec_jax.schema import BatchLayout
-from shortrec_jax.training.tasks import model_config
+from shortrec_jax.training.task_common import model_config
 from tests.test_grouplens import ML1M, ML10M, ML100K, ML_LATEST
 from tests.test_kuairec import CATEGORIES, MATRIX, USERS
 from tests.test_train_ctr import ROOT

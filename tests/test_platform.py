@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from shortrec_jax import platform
+from shortrec_jax.training.ctr_task import CTRTask
 from shortrec_jax.training.optim import make_optimizer
 from shortrec_jax.training.parallel import Partitioner
 from shortrec_jax.training.steps import TrainState, make_train_step
-from shortrec_jax.training.tasks import CTRTask
 from tests.test_train_ctr import ROOT, small_config
 
 

@@ -10,7 +10,8 @@ from ml_collections import ConfigDict
 from shortrec_jax.config_files import CONFIG_DIR, config_path, dataclass_from_mapping
 from shortrec_jax.evaluation.registry import DEEP_METHODS, FAMILY_METHODS, METHOD_NAMES
 from shortrec_jax.models import FAMILIES, MODELS, get_model
-from shortrec_jax.training.tasks import TASKS, ClozeTask, NextItemTask, make_task
+from shortrec_jax.training.sequence_tasks import ClozeTask, NextItemTask
+from shortrec_jax.training.tasks import TASKS, make_task
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

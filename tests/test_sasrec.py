@@ -22,8 +22,8 @@ from shortrec_jax.training.logger import read_jsonl
 from shortrec_jax.training.loop import train_and_evaluate
 from shortrec_jax.training.optim import make_optimizer
 from shortrec_jax.training.parallel import Partitioner
+from shortrec_jax.training.sequence_tasks import NextItemTask
 from shortrec_jax.training.steps import TrainState, make_train_step
-from shortrec_jax.training.tasks import NextItemTask
 from tests.test_bert4rec import cycle_batch
 
 TINY = SASRecConfig(

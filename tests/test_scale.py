@@ -23,13 +23,14 @@ from shortrec_jax.data.batching import batches
 from shortrec_jax.data.splits import leave_one_out, random_split
 from shortrec_jax.data.synthetic import synthetic_log
 from shortrec_jax.training.checkpoint import Checkpointer
+from shortrec_jax.training.ctr_task import CTRTask
 from shortrec_jax.training.logger import read_jsonl
 from shortrec_jax.training.loop import train_and_evaluate
 from shortrec_jax.training.optim import make_optimizer
 from shortrec_jax.training.parallel import Partitioner
 from shortrec_jax.training.run import load_run
+from shortrec_jax.training.sequence_tasks import ClozeTask
 from shortrec_jax.training.steps import TrainState, make_eval_step, make_train_step
-from shortrec_jax.training.tasks import ClozeTask, CTRTask
 from tests.test_train_bert4rec import small_config as bert4rec_small_config
 from tests.test_train_ctr import ROOT, latest_params, run_train
 from tests.test_train_ctr import small_config as ctr_small_config

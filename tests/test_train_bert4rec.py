@@ -13,8 +13,8 @@ from shortrec_jax.training.loop import train_and_evaluate
 from shortrec_jax.training.optim import make_optimizer
 from shortrec_jax.training.parallel import Partitioner, pmap_step
 from shortrec_jax.training.run import load_run
+from shortrec_jax.training.sequence_tasks import ClozeTask, sample_negatives
 from shortrec_jax.training.steps import TrainState, make_train_step
-from shortrec_jax.training.tasks import ClozeTask, sample_negatives
 
 
 def small_config():

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 
 from configs import widedeep_ml100k, xdeepfm_ml100k
+from shortrec_jax.training.ctr_task import CTRTask
 from shortrec_jax.training.logger import read_jsonl
 from shortrec_jax.training.loop import train_and_evaluate
 from shortrec_jax.training.parallel import Partitioner, pmap_step
 from shortrec_jax.training.run import load_run
 from shortrec_jax.training.steps import TrainState, make_train_step
-from shortrec_jax.training.tasks import CTRTask, model_config
+from shortrec_jax.training.task_common import model_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
