@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from shortrec_jax.data import DataError, load
-from shortrec_jax.data.delimited import canonical_ids, load_delimited, read_table
+from shortrec_jax.data.delimited import load_delimited
 from shortrec_jax.data.grouplens import load_grouplens
+from shortrec_jax.data.ids import canonical_ids
+from shortrec_jax.data.text_table import read_table
 
 
 def _file(tmp_path, text: str, name: str = "data.txt"):
@@ -126,7 +128,7 @@ def test_read_table_chunks_give_the_same_table(tmp_path, monkeypatch):
     data = b"".join(b"%d,%d,%d.5\n" % (i, i * 7 % 13, i % 5) for i in range(1000)) + b"\n7,7,7\n"
     names = ("u", "i", "r")
     whole, whole_lines = read_table(data, source="x", names=names, delimiter=",", numeric=True)
-    monkeypatch.setattr("shortrec_jax.data.delimited._CHUNK_BYTES", 64)
+    monkeypatch.setattr("shortrec_jax.data.text_table._CHUNK_BYTES", 64)
     chunked, lines = read_table(data, source="x", names=names, delimiter=",", numeric=True)
     np.testing.assert_array_equal(chunked, whole)
     np.testing.assert_array_equal(lines, whole_lines)

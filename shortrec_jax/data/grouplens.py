@@ -37,13 +37,6 @@ import numpy as np
 
 from shortrec_jax.data.build import SideBuilder, build_dataset
 from shortrec_jax.data.dataset import DataError, Dataset
-from shortrec_jax.data.delimited import (
-    integer_ids,
-    parse_header,
-    read_table,
-    require_rows,
-    split_first_line,
-)
 from shortrec_jax.data.grouplens_files import LAYOUTS, GroupLensFiles, csv_rows, split_rows
 from shortrec_jax.data.grouplens_side import (
     ML100K_GENRES,
@@ -57,6 +50,8 @@ from shortrec_jax.data.grouplens_side import (
     title_year,
     user_side,
 )
+from shortrec_jax.data.ids import integer_ids
+from shortrec_jax.data.text_table import parse_header, read_table, require_rows, split_first_line
 
 
 def load_grouplens(

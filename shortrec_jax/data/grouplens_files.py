@@ -12,12 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from shortrec_jax.data.dataset import DataError
-from shortrec_jax.data.delimited import (
-    decode_text,
-    parse_header,
-    split_first_line,
-    strip_bom,
-)
+from shortrec_jax.data.text_table import decode_text, parse_header, split_first_line, strip_bom
 
 # The ratings file of each layout, in the order they are looked for.
 LAYOUTS = {"u.data": "ml-100k", "ratings.dat": "::", "ratings.csv": "csv"}

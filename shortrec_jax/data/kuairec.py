@@ -37,9 +37,8 @@ import numpy as np
 
 from shortrec_jax.data.build import SideBuilder, build_dataset, vocab_lookup
 from shortrec_jax.data.dataset import DataError, Dataset, Ragged
-from shortrec_jax.data.delimited import (
-    canonical_ids,
-    integer_ids,
+from shortrec_jax.data.ids import canonical_ids, integer_ids
+from shortrec_jax.data.text_table import (
     parse_header,
     read_file,
     read_table,

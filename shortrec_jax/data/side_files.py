@@ -39,15 +39,15 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from shortrec_jax.data.dataset import DataError, Dataset, Ragged
-from shortrec_jax.data.delimited import (
+from shortrec_jax.data.delimited import detect_delimiter
+from shortrec_jax.data.sources import load
+from shortrec_jax.data.text_table import (
     decode_text,
-    detect_delimiter,
     parse_header,
     read_file,
     read_table,
     split_first_line,
 )
-from shortrec_jax.data.sources import load
 
 SIDES = ("item", "user")
 KINDS = ("categorical", "multi_hot", "numeric", "dense")
