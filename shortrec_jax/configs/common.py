@@ -1,4 +1,4 @@
-"""The sections every training config shares: train, checkpoint, parallel and log.
+"""The sections configs share: train, checkpoint, parallel and log; the evaluate protocols' slices.
 
 Each experiment's config sets its own values (batch size, learning rate, ...) through these
 functions' arguments; the fields, their comments and the shared defaults live here once.
@@ -89,3 +89,17 @@ def log() -> ConfigDict:
     section.tensorboard = True
     section.progress_bar = True
     return section
+
+
+def slice_options(protocol: ConfigDict) -> None:
+    """Sets the beyond-accuracy slices and the scoring batch every evaluate protocol shares."""
+    # List lengths of coverage, novelty, diversity and long-tail share.
+    protocol.beyond_ks = (10,)
+    # Cold-user slice: users with at most this many training ratings.
+    protocol.cold_user_max_ratings = 20
+    # Popular head = this share of the items, by training ratings; the rest is the long tail.
+    protocol.head_fraction = 0.2
+    # Item vectors of intra-list diversity: a multi-hot item column or "vectors".
+    protocol.diversity_feature = "genres"
+    # Users per scoring call.
+    protocol.batch_size = 256

@@ -23,7 +23,7 @@ Launch:
 
 from ml_collections import ConfigDict, config_dict
 
-from shortrec_jax.configs import paper_fig6
+from shortrec_jax.configs import common, paper_fig6
 
 
 def full_ranking_methods() -> ConfigDict:
@@ -67,11 +67,7 @@ def get_config() -> ConfigDict:
     config.protocol.threshold = config_dict.placeholder(float)
     # Drop the user's validation items from the candidates too (RecBole does at test time).
     config.protocol.exclude_valid = True
-    config.protocol.beyond_ks = (10,)
-    config.protocol.cold_user_max_ratings = 20
-    config.protocol.head_fraction = 0.2
-    config.protocol.diversity_feature = "genres"
-    config.protocol.batch_size = 256
+    common.slice_options(config.protocol)
 
     config.report.columns = (
         "precision@10",

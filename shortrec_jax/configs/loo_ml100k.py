@@ -25,7 +25,7 @@ Launch:
 
 from ml_collections import ConfigDict
 
-from shortrec_jax.configs import full_ranking_ml100k, paper_fig6
+from shortrec_jax.configs import common, full_ranking_ml100k, paper_fig6
 
 
 def get_config() -> ConfigDict:
@@ -61,11 +61,7 @@ def get_config() -> ConfigDict:
     config.protocol.sampled_negatives = 100
     # "popularity" (by training interactions, as the BERT4Rec paper) or "uniform".
     config.protocol.negative_sampling = "popularity"
-    config.protocol.beyond_ks = (10,)
-    config.protocol.cold_user_max_ratings = 20
-    config.protocol.head_fraction = 0.2
-    config.protocol.diversity_feature = "genres"
-    config.protocol.batch_size = 256
+    common.slice_options(config.protocol)
 
     config.report.columns = (
         "hr@10",

@@ -26,6 +26,7 @@ Launch:
 
 from ml_collections import ConfigDict, config_dict
 
+from shortrec_jax.configs import common
 from shortrec_jax.data.side_files import side_file_config
 
 
@@ -167,16 +168,7 @@ def get_config() -> ConfigDict:
     config.protocol.max_n = 20
     # A recommendation is accurate when the user rated it at least this.
     config.protocol.threshold = 4.0
-    # List lengths of coverage, novelty, diversity and long-tail share.
-    config.protocol.beyond_ks = (10,)
-    # Cold-user slice: users with at most this many training ratings.
-    config.protocol.cold_user_max_ratings = 20
-    # Popular head = this share of the items, by training ratings; the rest is the long tail.
-    config.protocol.head_fraction = 0.2
-    # Item vectors of intra-list diversity: a multi-hot item column or "vectors".
-    config.protocol.diversity_feature = "genres"
-    # Users per scoring call.
-    config.protocol.batch_size = 256
+    common.slice_options(config.protocol)
 
     config.report = ConfigDict()
     # The columns of results.md.
