@@ -20,10 +20,8 @@ from shortrec_jax.models.transformer import SequenceTransformer, next_item_score
 from shortrec_jax.training.checkpoint import Checkpointer
 from shortrec_jax.training.logger import read_jsonl
 from shortrec_jax.training.loop import train_and_evaluate
-from shortrec_jax.training.optim import make_optimizer
-from shortrec_jax.training.parallel import Partitioner
 from shortrec_jax.training.sequence_tasks import NextItemTask
-from shortrec_jax.training.steps import TrainState, make_train_step
+from tests.parallel_steps import single_and_sharded_steps
 from tests.test_bert4rec import cycle_batch
 
 TINY = SASRecConfig(
@@ -170,17 +168,8 @@ def test_sasrec_sharded_step_equals_single_device(tmp_path):
     config.train.warmup_steps = 0
     task = NextItemTask(config)
     task.prepare(tmp_path)
-    tx = make_optimizer(config.train, 10)
-    rng = jax.random.key(1)
-    params = task.init_params(rng)
-    batch = next(task.train_batches(0, 64, 8))
-    batch["weight"][-3:] = 0.0
-    per_device = make_train_step(task.loss_sums, tx)
-    out = {}
-    for name, part in (("single", Partitioner(jax.devices()[:1])), ("sharded", Partitioner())):
-        state = part.init_state(lambda _: TrainState.create(params, tx), rng)
-        state, sums = part.compile_train_step(per_device)(state, part.shard_batch(batch), rng)
-        out[name] = (jax.device_get(state.params), jax.device_get(sums))
+    out = single_and_sharded_steps(task, config)
+    batch = out["batch"]
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
         out["sharded"][0],

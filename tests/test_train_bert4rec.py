@@ -10,11 +10,11 @@ from configs import bert4rec_ml100k
 from shortrec_jax.data.build import build_dataset
 from shortrec_jax.data.splits import leave_one_out
 from shortrec_jax.training.loop import train_and_evaluate
-from shortrec_jax.training.optim import make_optimizer
-from shortrec_jax.training.parallel import Partitioner, pmap_step
+from shortrec_jax.training.parallel import pmap_step
 from shortrec_jax.training.run import load_run
 from shortrec_jax.training.sequence_tasks import ClozeTask, sample_negatives
-from shortrec_jax.training.steps import TrainState, make_train_step
+from shortrec_jax.training.steps import TrainState
+from tests.parallel_steps import single_and_sharded_steps
 
 
 def small_config():
@@ -102,17 +102,9 @@ def test_bert4rec_sharded_step_equals_single_device_and_pmap(tmp_path):
     config.train.warmup_steps = 0
     task = ClozeTask(config)
     task.prepare(tmp_path)
-    tx = make_optimizer(config.train, 10)
-    rng = jax.random.key(1)
-    params = task.init_params(rng)
-    batch = next(task.train_batches(0, 64, 8))
-    batch["weight"][-3:] = 0.0
-    per_device = make_train_step(task.loss_sums, tx)
-    out = {}
-    for name, part in (("single", Partitioner(jax.devices()[:1])), ("sharded", Partitioner())):
-        state = part.init_state(lambda _: TrainState.create(params, tx), rng)
-        state, sums = part.compile_train_step(per_device)(state, part.shard_batch(batch), rng)
-        out[name] = (jax.device_get(state.params), jax.device_get(sums))
+    out = single_and_sharded_steps(task, config)
+    batch = out["batch"]
+    params, tx, per_device, rng = out["initial"]
     state, sums = pmap_step(per_device)(TrainState.create(params, tx), batch, rng)
     out["pmap"] = (jax.device_get(state.params), jax.device_get(sums))
     for name in ("sharded", "pmap"):
