@@ -18,6 +18,9 @@ from shortrec_jax.models.seq_losses import (
     softmax_loss,
 )
 from shortrec_jax.models.transformer import (
+    TransformerLayer,
+    _SelfAttention,
+    alibi_init,
     candidate_scores,
     masked_attention,
     next_item_scores,
@@ -147,8 +150,18 @@ def test_one_item_table_is_tied_to_the_output():
     assert np.all(np.isneginf(logits[..., PAD])) and np.all(np.isneginf(logits[..., MASK]))
 
 
-def test_padding_never_changes_real_positions():
-    model, params = init(TINY)
+# The encoder's options: post-LN (the paper), pre-LN, and the learned relative attention bias.
+VARIANTS = [
+    TINY,
+    dataclasses.replace(TINY, pre_norm=True),
+    dataclasses.replace(TINY, relative_bias=True),
+    dataclasses.replace(TINY, pre_norm=True, relative_bias=True),
+]
+
+
+@pytest.mark.parametrize("config", VARIANTS, ids=["post-ln", "pre-ln", "bias", "pre-ln+bias"])
+def test_padding_never_changes_real_positions(config):
+    model, params = init(config)
     inputs, _, _ = batch()
     real = inputs != PAD
     h = encode(model, params, inputs)
@@ -186,6 +199,63 @@ def test_explicit_attention_matches_the_fused_function():
     np.testing.assert_allclose(attention(q, k, v, mask, 0.0, None), expected, atol=1e-6)
     dropped = attention(q, k, v, mask, 0.5, jax.random.key(1))
     assert dropped.shape == expected.shape and not np.allclose(dropped, expected)
+
+    # With a bias, both add it to the scaled logits of the keys that take part.
+    bias = jax.random.normal(jax.random.key(2), (1, 2, 5, 5))
+    expected = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask)
+    np.testing.assert_allclose(attention(q, k, v, mask, 0.0, None, bias), expected, atol=1e-6)
+
+
+def test_alibi_table_by_hand():
+    # 2 heads, max_len 3: columns are the distances -2..2; slopes 1 and 1/2.
+    table = alibi_init(jax.random.key(0), (2, 5))
+    np.testing.assert_array_equal(table, [[-2, -1, 0, -1, -2], [-1, -0.5, 0, -0.5, -1]])
+
+
+def test_relative_bias_starts_as_alibi_on_the_attention_logits():
+    config = dataclasses.replace(TINY, relative_bias=True, num_layers=1)
+    _, params = init(config)
+    attention_params = jax.tree.map(jnp.zeros_like, params["layer_0"]["attention"])
+    attention_params["relative_bias"] = params["layer_0"]["attention"]["relative_bias"]
+    assert attention_params["relative_bias"].shape == (2, 2 * 8 - 1)
+    # Q = K = 0, so the logits are the bias alone. Position t carries a 1 in dimensions t and
+    # 8 + t, V is the identity (head h reads dimensions 8h..8h+7) and so is the output
+    # projection: output dimension 8h + t is head h's attention weight on key t.
+    eye = jnp.eye(16)
+    attention_params["qkv"]["kernel"] = (
+        attention_params["qkv"]["kernel"].at[:, 2].set(eye.reshape(16, 2, 8))
+    )
+    attention_params["out"]["kernel"] = eye.reshape(2, 8, 16)
+    x = jnp.concatenate([jnp.eye(8), jnp.eye(8)], axis=1)[None]  # [1, T, H]
+    inputs = np.array([[PAD, PAD, PAD, PAD, 3, 4, 5, MASK]], np.int32)
+    key_mask = jnp.broadcast_to((inputs != PAD)[:, None, None, :], (1, 1, 8, 8))
+    out = _SelfAttention(config).apply({"params": attention_params}, x, key_mask, False)
+    # The mask token (query 7) over the real keys 4..7, at distances 3, 2, 1, 0; slopes 1, 1/2.
+    for head, slope in enumerate((1.0, 0.5)):
+        weights = np.exp(-slope * np.array([3.0, 2.0, 1.0, 0.0]))
+        np.testing.assert_allclose(
+            out[0, 7, 8 * head : 8 * head + 8],
+            [0, 0, 0, 0, *(weights / weights.sum())],
+            atol=1e-6,
+        )
+
+
+def test_pre_norm_layers_keep_the_residual_path_an_identity():
+    # With every sub-layer's output projection at zero, a pre-LN layer passes its input
+    # through unchanged; a post-LN layer normalises it.
+    x = jax.random.normal(jax.random.key(0), (2, 8, 16)) * 3.0 + 1.0
+    key_mask = jnp.ones((2, 1, 8, 8), bool)
+    for pre_norm in (True, False):
+        layer = TransformerLayer(dataclasses.replace(TINY, pre_norm=pre_norm))
+        params = layer.init(jax.random.key(1), x, key_mask, False)["params"]
+        params["attention"]["out"] = jax.tree.map(jnp.zeros_like, params["attention"]["out"])
+        params["ffn_out"] = jax.tree.map(jnp.zeros_like, params["ffn_out"])
+        out = layer.apply({"params": params}, x, key_mask, False)
+        if pre_norm:
+            np.testing.assert_allclose(out, x, rtol=1e-6)
+        else:
+            np.testing.assert_allclose(out.mean(-1), 0.0, atol=1e-5)
+            np.testing.assert_allclose(out.std(-1), 1.0, rtol=1e-3)
 
 
 def test_dropout_only_in_training():

@@ -66,6 +66,14 @@ class TransformerConfig:
         kernel and embedding, as in BERT; biases start at 0.
       attention_implementation: passed to `jax.nn.dot_product_attention`: None (JAX chooses),
         "xla", or "cudnn" (NVIDIA GPUs, float16/bfloat16 only).
+      pre_norm: False = post-LN layers (BERT, the BERT4Rec paper); True = pre-LN layers
+        (LayerNorm before each sub-layer, one more after the last layer, as SASRec's code):
+        the residual path stays an identity, which trains faster from a small initialisation.
+      relative_bias: add to each layer's attention logits a learned bias per head and signed
+        distance between query and key, started at ALiBi's -m_h |i - j| (Press et al. 2022)
+        with slopes m_h = 1, 1/2, 1/4, ...: from the first step a position (the mask token
+        above all) attends most to its neighbours, the recency prior that a position table
+        alone takes hundreds of steps to learn.
     """
 
     #: True: each position attends to itself and earlier positions only (SASRec).
@@ -83,6 +91,8 @@ class TransformerConfig:
     dtype: Any = "float32"
     init_std: float = 0.02
     attention_implementation: str | None = None
+    pre_norm: bool = False
+    relative_bias: bool = False
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -140,6 +150,7 @@ def masked_attention(
     mask: jax.Array,
     dropout_rate: float,
     dropout_rng: jax.Array | None,
+    bias: jax.Array | None = None,
 ) -> jax.Array:
     """Multi-head attention computed explicitly, with dropout on the probabilities.
 
@@ -152,13 +163,15 @@ def masked_attention(
       mask: bool, broadcastable to [B, N, T, T]; True = the key takes part.
       dropout_rate: probability of dropping an attention weight.
       dropout_rng: key for the dropout; None or a rate of 0 means no dropout.
+      bias: float32, broadcastable to [B, N, T, T], added to the scaled logits; None = none.
 
     Returns:
       [B, T, N, D] in the dtype of `v`.
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
     logits = jnp.einsum("btnd,bsnd->bnts", q, k, preferred_element_type=jnp.float32)  # [B,N,T,T]
-    logits = jnp.where(mask, logits * scale, jnp.finfo(jnp.float32).min)
+    logits = logits * scale if bias is None else logits * scale + bias
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(logits, axis=-1)  # [B, N, T, T] float32
     if dropout_rate > 0.0 and dropout_rng is not None:
         keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
@@ -166,8 +179,21 @@ def masked_attention(
     return jnp.einsum("bnts,bsnd->btnd", probs.astype(v.dtype), v)  # [B, T, N, D]
 
 
+def alibi_init(key: jax.Array, shape: tuple[int, int], dtype: Any = jnp.float32) -> jax.Array:
+    """ALiBi's distance penalties as a [N, 2 * max_len - 1] table of biases by signed distance.
+
+    Column c holds distance d = c - (max_len - 1) (query minus key position); head h starts
+    at -|d| / 2**h. Deterministic: `key` is unused.
+    """
+    del key
+    heads, width = shape
+    distance = jnp.abs(jnp.arange(width) - (width - 1) // 2)  # [2 * max_len - 1]
+    slopes = 0.5 ** jnp.arange(heads)  # [N]
+    return (-slopes[:, None] * distance[None, :]).astype(dtype)
+
+
 class _SelfAttention(nn.Module):
-    """Multi-head self-attention under a given key mask."""
+    """Multi-head self-attention under a given key mask (and an optional relative bias)."""
 
     config: TransformerConfig
 
@@ -184,13 +210,22 @@ class _SelfAttention(nn.Module):
             name="qkv",
         )(x)  # [B, T, 3, N, D]
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # each [B, T, N, D]
+        bias = None
+        if cfg.relative_bias:
+            table = self.param(
+                "relative_bias", alibi_init, (cfg.num_heads, 2 * cfg.max_len - 1), jnp.float32
+            )
+            length = x.shape[1]
+            # Signed distance query - key, shifted to a column of the table: [T, T].
+            column = jnp.arange(length)[:, None] - jnp.arange(length)[None, :] + cfg.max_len - 1
+            bias = table[:, column][None]  # [1, N, T, T]
         if train and cfg.attention_dropout > 0.0:
             context = masked_attention(
-                q, k, v, key_mask, cfg.attention_dropout, self.make_rng("dropout")
+                q, k, v, key_mask, cfg.attention_dropout, self.make_rng("dropout"), bias
             )
         else:
             context = jax.nn.dot_product_attention(
-                q, k, v, mask=key_mask, implementation=cfg.attention_implementation
+                q, k, v, bias=bias, mask=key_mask, implementation=cfg.attention_implementation
             )  # [B, T, N, D]
         return nn.DenseGeneral(
             features=cfg.hidden,
@@ -202,7 +237,8 @@ class _SelfAttention(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-    """One post-LN Transformer layer: attention, then the GELU feed-forward."""
+    """One Transformer layer: attention, then the GELU feed-forward, each with a residual
+    connection and a LayerNorm (after the sum, or with `pre_norm` before the sub-layer)."""
 
     config: TransformerConfig
 
@@ -213,14 +249,20 @@ class TransformerLayer(nn.Module):
         dense = dict(dtype=cfg.compute_dtype, kernel_init=_init(cfg))
         norm = dict(epsilon=cfg.layer_norm_eps, dtype=cfg.compute_dtype)
         drop = nn.Dropout(cfg.dropout, deterministic=not train)
+        attention_norm = nn.LayerNorm(**norm, name="attention_norm")
+        ffn_norm = nn.LayerNorm(**norm, name="ffn_norm")
 
-        attended = _SelfAttention(cfg, name="attention")(x, key_mask, train)
-        x = nn.LayerNorm(**norm, name="attention_norm")(x + drop(attended))
+        def ffn(y: jax.Array) -> jax.Array:
+            y = nn.Dense(cfg.inner, **dense, name="ffn_in")(y)  # [B, T, inner]
+            y = nn.gelu(y, approximate=False)
+            return nn.Dense(cfg.hidden, **dense, name="ffn_out")(y)  # [B, T, H]
 
-        y = nn.Dense(cfg.inner, **dense, name="ffn_in")(x)  # [B, T, inner]
-        y = nn.gelu(y, approximate=False)
-        y = nn.Dense(cfg.hidden, **dense, name="ffn_out")(y)  # [B, T, H]
-        return nn.LayerNorm(**norm, name="ffn_norm")(x + drop(y))
+        attention = _SelfAttention(cfg, name="attention")
+        if cfg.pre_norm:
+            x = x + drop(attention(attention_norm(x), key_mask, train))
+            return x + drop(ffn(ffn_norm(x)))
+        x = attention_norm(x + drop(attention(x, key_mask, train)))
+        return ffn_norm(x + drop(ffn(x)))
 
 
 class SequenceTransformer(nn.Module):
@@ -250,6 +292,12 @@ class SequenceTransformer(nn.Module):
         )
         self.embed_dropout = nn.Dropout(cfg.dropout)
         self.layers = [TransformerLayer(cfg, name=f"layer_{i}") for i in range(cfg.num_layers)]
+        # Pre-LN layers leave the residual sum un-normalised: one LayerNorm after the last.
+        self.final_norm = (
+            nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=cfg.compute_dtype, name="final_norm")
+            if cfg.pre_norm
+            else None
+        )
         self.head_dense = nn.Dense(
             cfg.hidden, dtype=cfg.compute_dtype, kernel_init=_init(cfg), name="head_dense"
         )
@@ -308,7 +356,7 @@ class SequenceTransformer(nn.Module):
             key_mask = key_mask & jnp.tril(jnp.ones((length, length), bool))  # [B, 1, T, T]
         for layer in self.layers:
             x = layer(x, key_mask, train)
-        return x
+        return x if self.final_norm is None else self.final_norm(x)
 
     def next_state(self, ids: jax.Array) -> jax.Array:
         """The encoder state that predicts the item after each history (no dropout).
