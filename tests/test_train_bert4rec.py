@@ -15,23 +15,12 @@ from shortrec_jax.training.run import load_run
 from shortrec_jax.training.sequence_tasks import ClozeTask, sample_negatives
 from shortrec_jax.training.steps import TrainState
 from tests.parallel_steps import single_and_sharded_steps
+from tests.small_runs import small_sequence_config
 
 
 def small_config():
-    config = bert4rec_ml100k.get_config()
-    config.data.subsample = 0.3
-    config.data.max_len = 16
-    config.model.hidden = 16
-    config.model.inner = 32
-    config.train.batch_size = 64
-    config.train.num_epochs = 2
-    config.train.warmup_steps = 2
+    config = small_sequence_config(bert4rec_ml100k)
     config.train.max_predictions = 8
-    config.train.log_every_steps = 2
-    # 8 simulated devices share 2 cores: keep one step in flight (see DESIGN.md).
-    config.train.max_steps_in_flight = 1
-    config.eval.batch_size = 128
-    config.log.progress_bar = False
     return config
 
 

@@ -22,6 +22,7 @@ from shortrec_jax.training.parallel import Partitioner, pmap_step
 from shortrec_jax.training.run import load_run
 from shortrec_jax.training.steps import TrainState, make_train_step
 from shortrec_jax.training.task_common import model_config
+from tests.small_runs import quick_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,15 +49,7 @@ def small_config(module=xdeepfm_ml100k):
     config.model.mlp_layers = (16,)
     if config.model.use_cin:
         config.model.cin_layers = (8, 8)
-    config.train.batch_size = 512
-    config.train.num_epochs = 2
-    config.train.warmup_steps = 2
-    config.train.log_every_steps = 2
-    # 8 simulated devices share 2 cores: keep one step in flight (see DESIGN.md).
-    config.train.max_steps_in_flight = 1
-    config.eval.batch_size = 1024
-    config.log.progress_bar = False
-    return config
+    return quick_run(config, batch_size=512, eval_batch_size=1024)
 
 
 @pytest.mark.parametrize("module", [xdeepfm_ml100k, widedeep_ml100k])
