@@ -39,6 +39,18 @@ def small_sequence_config(module: ModuleType) -> ConfigDict:
     return config
 
 
+def one_layer_bert4rec(config: ConfigDict) -> ConfigDict:
+    """Shrinks a small BERT4Rec config, in place, to one epoch of one 8-wide layer on 8-item
+    windows; returns it."""
+    config.data.max_len = 8
+    # One Transformer layer: compiling the step for 8 simulated devices is most of the time.
+    config.model.num_layers = 1
+    config.model.hidden = 8
+    config.model.inner = 16
+    config.train.num_epochs = 1
+    return config
+
+
 def softmax_step(model: Any, tx: optax.GradientTransformation) -> Callable[..., Any]:
     """A jitted step of `tx` on the full-softmax next-item loss of `model`:
     (params, opt_state, inputs [B, L], labels [B, L], weights [B, L], rng) ->
