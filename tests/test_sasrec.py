@@ -142,13 +142,7 @@ def small_config():
 
 
 def test_sasrec_sharded_step_equals_single_device(tmp_path):
-    config = small_config()
-    config.model.dropout = 0.0
-    config.model.attention_dropout = 0.0
-    config.train.warmup_steps = 0
-    task = NextItemTask(config)
-    task.prepare(tmp_path)
-    out = single_and_sharded_steps(task, config)
+    out = single_and_sharded_steps(NextItemTask, small_config(), tmp_path)
     batch = out["batch"]
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),

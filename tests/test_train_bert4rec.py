@@ -85,13 +85,7 @@ def test_rank_of_the_target_counts_allowed_items_above_it(tmp_path):
 
 
 def test_bert4rec_sharded_step_equals_single_device_and_pmap(tmp_path):
-    config = small_config()
-    config.model.dropout = 0.0
-    config.model.attention_dropout = 0.0
-    config.train.warmup_steps = 0
-    task = ClozeTask(config)
-    task.prepare(tmp_path)
-    out = single_and_sharded_steps(task, config)
+    out = single_and_sharded_steps(ClozeTask, small_config(), tmp_path)
     batch = out["batch"]
     params, tx, per_device, rng = out["initial"]
     state, sums = pmap_step(per_device)(TrainState.create(params, tx), batch, rng)
