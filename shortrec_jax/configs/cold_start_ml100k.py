@@ -20,7 +20,7 @@ Launch:
 
 from ml_collections import ConfigDict
 
-from shortrec_jax.data.side_files import side_file_config
+from shortrec_jax.configs import common
 
 
 def get_config() -> ConfigDict:
@@ -28,14 +28,7 @@ def get_config() -> ConfigDict:
     # Repeat r holds out items with seed + r and trains with that seed.
     config.seed = 2020
     config.repeats = 3
-    config.data = ConfigDict()
-    config.data.source = "ml-100k"
-    config.data.source_options = ConfigDict()
-    # Item and user metadata files joined by id (shortrec_jax/data/side_files.py); path "" = none.
-    config.data.item_side = side_file_config()
-    config.data.user_side = side_file_config()
-    # Use this seeded fraction of the interactions (1.0 = all; smaller for quick runs).
-    config.data.subsample = 1.0
+    config.data = common.data()
     # Share of the items held out of training entirely.
     config.held_out_fraction = 0.2
     # The xDeepFM training config the variants start from.

@@ -1,4 +1,5 @@
-"""The sections configs share: train, checkpoint, parallel and log; the evaluate protocols' slices.
+"""The sections configs share: data, train, checkpoint, parallel and log; the evaluate protocols'
+slices.
 
 Each experiment's config sets its own values (batch size, learning rate, ...) through these
 functions' arguments; the fields, their comments and the shared defaults live here once.
@@ -7,6 +8,26 @@ functions' arguments; the fields, their comments and the shared defaults live he
 from __future__ import annotations
 
 from ml_collections import ConfigDict
+
+from shortrec_jax.data.side_files import side_file_config
+
+
+def data(source: str = "ml-100k", *, subsample: bool = True) -> ConfigDict:
+    """Where the interactions come from; each config adds its split and feature fields."""
+    section = ConfigDict()
+    # A source name for shortrec_jax.data.load (see shortrec_jax/data/sources.py).
+    section.source = source
+    # Keyword options of that source's loader (e.g. duplicates="mean", download=True).
+    section.source_options = ConfigDict()
+    # Video (item) and user metadata files joined by id (shortrec_jax/data/side_files.py), e.g.
+    # --config.data.item_side.path=videos.csv --config.data.item_side.id_column=video_id
+    # --config.data.item_side.columns=duration:numeric,category:categorical; path "" = none.
+    section.item_side = side_file_config()
+    section.user_side = side_file_config()
+    if subsample:
+        # Use this seeded fraction of the interactions (1.0 = all; smaller for quick runs).
+        section.subsample = 1.0
+    return section
 
 
 def train(

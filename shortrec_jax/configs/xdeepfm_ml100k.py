@@ -26,7 +26,6 @@ Launch (about a minute on 2 CPU cores):
 from ml_collections import ConfigDict
 
 from shortrec_jax.configs import common
-from shortrec_jax.data.side_files import side_file_config
 
 
 def get_config() -> ConfigDict:
@@ -34,13 +33,7 @@ def get_config() -> ConfigDict:
     # Every random choice (split, init, dropout, shuffling) descends from this seed.
     config.seed = 2020
 
-    config.data = ConfigDict()
-    # A source name for shortrec_jax.data.load (see shortrec_jax/data/sources.py).
-    config.data.source = "ml-100k"
-    # Keyword options of that source's loader (e.g. duplicates="mean", download=True).
-    config.data.source_options = ConfigDict()
-    # Use this seeded fraction of the interactions (1.0 = all; smaller for quick runs).
-    config.data.subsample = 1.0
+    config.data = common.data()
     # How interactions are divided: "random" (by interaction), "per_user", "temporal".
     config.data.split = "random"
     # Train / validation / test fractions.
@@ -61,11 +54,6 @@ def get_config() -> ConfigDict:
     # shortrec_jax.features.video (the study's Fig. 3) or a side file's dense column; each is
     # projected to embed_dim. Off by default ("auto" takes the data set's vectors).
     config.data.item_dense = ()
-    # Video (item) and user metadata files joined by id (shortrec_jax/data/side_files.py), e.g.
-    # --config.data.item_side.path=videos.csv --config.data.item_side.id_column=video_id
-    # --config.data.item_side.columns=duration:numeric,category:categorical; path "" = none.
-    config.data.item_side = side_file_config()
-    config.data.user_side = side_file_config()
     # Numeric fields cut into this many quantile buckets (0 = standardised value instead).
     config.data.numeric_buckets = 0
 
