@@ -21,7 +21,7 @@
    - vs_recbole: RecBole's to_best_s over this row's (how many times faster it got there),
      and speed_vs_recbole the same for examples/s.
 2. Our sequential models on leave-one-out ml-100k (configs/<name>_ml100k.py for each name
-   in --sequential, default sasrec; bert4rec takes 20-50 minutes on 2 cores): seconds to the
+   in --sequential, default sasrec; --sequential=sasrec,bert4rec for both): seconds to the
    best checkpoint and its test NDCG@10 / HR@10 against the floors of docs/references.md
    (item-CF with recency-weighted history, EASE). A config missing from this checkout is
    reported as skipped.
