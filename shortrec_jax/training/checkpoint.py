@@ -39,6 +39,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from ml_collections import ConfigDict
 
+from shortrec_jax.training.parallel import path_names
+
 PyTree = Any
 # Where a resumed run moves the checkpoints it found corrupt (beside "checkpoints", which
 # must list only steps that can be saved again).
@@ -333,23 +335,9 @@ def state_checksums(state: PyTree) -> dict[str, str]:
     else:
         sums = jax.device_get(_fingerprints(leaves))
     return {
-        _path_name(p): f"{a.dtype}{list(a.shape)}:{int(s[0]):08x}{int(s[1]):08x}"
+        "/".join(path_names(p)): f"{a.dtype}{list(a.shape)}:{int(s[0]):08x}{int(s[1]):08x}"
         for (p, a), s in zip(with_paths, sums, strict=True)
     }
-
-
-def _path_name(path: tuple[Any, ...]) -> str:
-    """ "opt_state/1/0/count": the same for a TrainState and for the dicts and lists a
-    checkpoint restores without a target."""
-    parts = []
-    for key in path:
-        for attr in ("name", "key", "idx"):
-            if hasattr(key, attr):
-                parts.append(str(getattr(key, attr)))
-                break
-        else:
-            parts.append(str(key))
-    return "/".join(parts)
 
 
 @jax.jit
@@ -418,7 +406,7 @@ def non_finite_leaf(state: PyTree) -> str | None:
         finite = jax.device_get(_all_finite(leaves))
     for (path, _), ok in zip(floating, finite, strict=True):
         if not ok:
-            return _path_name(path)
+            return "/".join(path_names(path))
     return None
 
 
