@@ -56,6 +56,18 @@ def merge_overrides(config: ConfigDict, overrides: Mapping[str, Any], prefix: st
             config[key] = value
 
 
+def dotted_fields(tree: Mapping[str, Any] | ConfigDict, prefix: str = "") -> dict[str, Any]:
+    """The leaves of a nested config (a ConfigDict or its JSON dict) by dotted path:
+    {"train": {"lr": 0.1}} -> {"train.lr": 0.1}."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping | ConfigDict):
+            out.update(dotted_fields(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def check_fields(
     cls: type, keys: Iterable[str], where: str, *, reserved: Iterable[str] = ()
 ) -> None:

@@ -23,6 +23,7 @@ from shortrec_jax.models.transformer import (
     next_item_scores,
     transformer_flops_per_sequence,
 )
+from tests.small_runs import softmax_step
 
 TINY = BERT4RecConfig(
     num_items=10,
@@ -373,16 +374,7 @@ def test_learns_cyclic_sequences():
     tx = optax.adam(5e-3)
     opt_state = tx.init(params)
 
-    @jax.jit
-    def step(params, opt_state, inputs, labels, weights, rng):
-        def loss_fn(p):
-            loss, count = softmax_loss(model, p, inputs, labels, weights, rng)
-            return loss / count
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
+    step = softmax_step(model, tx)
     rng = np.random.default_rng(0)
     key = jax.random.key(0)
     for i in range(600):

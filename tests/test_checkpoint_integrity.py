@@ -22,7 +22,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ml_collections import ConfigDict
 
-from shortrec_jax.training.checkpoint import CORRUPT_DIR, CheckpointError
+from shortrec_jax.training.checkpoint import (
+    CORRUPT_DIR,
+    CheckpointError,
+    _fingerprints,
+    _host_fingerprint,
+    non_finite_leaf,
+    state_checksums,
+)
 from shortrec_jax.training.config_checks import RULES, ConfigError, validate_config
 from shortrec_jax.training.guards import RunDirectoryError
 from shortrec_jax.training.loop import train_and_evaluate
@@ -33,6 +40,42 @@ from tests.test_train_ctr import small_config
 
 # One epoch of 16 steps, saved at step 8 (mid-epoch) and 16 (end, with validation metrics).
 STEPS = (8, 16)
+
+
+def test_checksums_are_hand_computed_sums_of_the_words():
+    # Words 1, 2, 3: sum 6; weighted by 1, 3, 5: 1 + 6 + 15 = 22.
+    words = np.array([1, 2, 3], np.uint32)
+    assert _host_fingerprint(words).tolist() == [6, 22]
+    assert jax.device_get(_fingerprints([jax.numpy.asarray(words)]))[0].tolist() == [6, 22]
+    # float32 1.0 is the word 0x3F800000.
+    assert state_checksums({"w": np.ones((), np.float32)}) == {"w": "float32[]:3f8000003f800000"}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int32", "uint8", "bool"])
+def test_checksums_in_host_memory_equal_the_compiled_ones(dtype):
+    """Arrays on CPU are summed by NumPy, others by a compiled program (accelerators, several
+    processes): the same two numbers, wrapping modulo 2**32 included."""
+    rng = np.random.default_rng(0)
+    # The weights alone sum to n**2 > 2**32, so the sums wrap; n divides over 8 devices.
+    n = 8 * 40_000
+    if dtype == "bool":
+        x = rng.integers(0, 2, n).astype(bool)
+    else:
+        itemsize = np.dtype(jax.numpy.dtype(dtype)).itemsize
+        x = np.frombuffer(rng.bytes(n * itemsize), jax.numpy.dtype(dtype))
+    mesh = jax.make_mesh((jax.device_count(),), ("d",))
+    sharded = jax.device_put(x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d")))
+    host = _host_fingerprint(x)
+    compiled = jax.device_get(_fingerprints([sharded]))[0]
+    assert host.tolist() == compiled.tolist()
+    assert state_checksums({"x": sharded}) == state_checksums({"x": x})
+
+
+def test_non_finite_leaf_names_the_array_in_host_memory_and_on_devices():
+    state = {"a": np.ones(3, np.float32), "b": np.array([1.0, np.nan], np.float32)}
+    assert non_finite_leaf(state) == "b"
+    assert non_finite_leaf(jax.device_put(state)) == "b"
+    assert non_finite_leaf({"a": np.ones(3, np.float32)}) is None
 
 
 def _config() -> ConfigDict:

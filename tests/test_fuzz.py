@@ -31,6 +31,7 @@ from ml_collections import ConfigDict, config_flags
 
 from configs import bert4rec_ml100k, xdeepfm_ml100k
 from shortrec_jax.baselines import BASELINES
+from shortrec_jax.config_files import dotted_fields
 from shortrec_jax.data import DataError, Dataset, Ragged
 from shortrec_jax.data.atomic import load_atomic
 from shortrec_jax.data.delimited import load_delimited
@@ -432,16 +433,6 @@ def _parse(config_file: Path, *overrides: str) -> ConfigDict:
     return flag_values.config
 
 
-def _leaves(config: ConfigDict, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in config.items():
-        if isinstance(value, ConfigDict):
-            out.update(_leaves(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _parses_as(text: str, kind: type) -> bool:
     if kind is bool:
         return text.lower() in ("true", "t", "1", "false", "f", "0")
@@ -475,7 +466,7 @@ def test_unknown_config_keys_are_refused_naming_the_key(name, data):
 def test_config_values_of_the_wrong_type_are_refused_naming_the_key(name, data):
     typed = {
         path: type(value)
-        for path, value in _leaves(_parse(CONFIG_FILES[name])).items()
+        for path, value in dotted_fields(_parse(CONFIG_FILES[name])).items()
         if type(value) in (int, float, bool)
     }
     path = data.draw(st.sampled_from(sorted(typed)))

@@ -21,6 +21,7 @@ from shortrec_jax.evaluation import run as evaluate
 from shortrec_jax.training.loop import train_and_evaluate
 from shortrec_jax.training.run import load_run
 from tests import own_data
+from tests.small_runs import one_layer_bert4rec
 from tests.test_train_bert4rec import small_config as bert4rec_config
 from tests.test_train_ctr import ROOT, SMALL
 from tests.test_train_ctr import small_config as ctr_config
@@ -277,15 +278,9 @@ def test_train_on_ratings_without_demographics(tmp_path):
 
 @pytest.mark.slow
 def test_train_bert4rec_on_user_item_sequences(tmp_path):
-    config = bert4rec_config()
+    config = one_layer_bert4rec(bert4rec_config())
     config.data.source = f"csv:{own_data.sequence_file(tmp_path)}"
     config.data.subsample = 1.0
-    config.data.max_len = 8
-    # One Transformer layer: compiling the step for 8 simulated devices is most of the time.
-    config.model.num_layers = 1
-    config.model.hidden = 8
-    config.model.inner = 16
-    config.train.num_epochs = 1
     # 40 items: 100 sampled negatives per user are more than there are.
     config.eval.sampled_negatives = 10
     results = train_and_evaluate(config, tmp_path / "run")

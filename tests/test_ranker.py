@@ -59,18 +59,7 @@ def test_examples_hold_no_validation_or_test_interaction():
     # The examples are a function of the training part alone: built from it with no
     # validation or test part at all, they are the same.
     c = method.config
-    again, _ = build_examples(
-        split.train,
-        recallers=c.recallers,
-        quota=c.quota,
-        recent_length=c.recent_length,
-        holdout=c.holdout,
-        negatives=c.negatives,
-        like_threshold=c.like_threshold,
-        seed=3,
-        draws=c.draws,
-        scorers=c.scorers,
-    )
+    again = c.examples(split.train, seed=3)
     np.testing.assert_array_equal(again.items, ex.items)
     np.testing.assert_array_equal(again.watched, ex.watched)
     for key, value in ex.inputs.items():

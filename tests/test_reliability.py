@@ -34,6 +34,7 @@ from shortrec_jax.training.logger import read_jsonl
 from shortrec_jax.training.loop import TrainingError, train_and_evaluate
 from shortrec_jax.training.parallel import Partitioner
 from tests import test_train_bert4rec
+from tests.small_runs import one_layer_bert4rec
 from tests.test_train_ctr import ROOT, SMALL, small_config
 
 # Orbax writes a step into "<step>" + this suffix and renames the folder when it is complete.
@@ -191,14 +192,8 @@ def test_xdeepfm_twice_gives_bit_identical_parameters_and_metrics(reference_run,
 
 
 def _tiny_bert4rec_config() -> ConfigDict:
-    config = test_train_bert4rec.small_config()
+    config = one_layer_bert4rec(test_train_bert4rec.small_config())
     config.data.subsample = 0.1
-    config.data.max_len = 8
-    # One Transformer layer: compiling the step for 8 simulated devices is most of the time.
-    config.model.num_layers = 1
-    config.model.hidden = 8
-    config.model.inner = 16
-    config.train.num_epochs = 1
     config.train.max_predictions = 4
     # Dropout and cloze masking draw random numbers at every step: both stay on.
     assert config.model.dropout > 0 and config.data.mask_prob > 0

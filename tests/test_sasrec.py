@@ -22,6 +22,7 @@ from shortrec_jax.training.logger import read_jsonl
 from shortrec_jax.training.loop import train_and_evaluate
 from shortrec_jax.training.sequence_tasks import NextItemTask
 from tests.parallel_steps import single_and_sharded_steps
+from tests.small_runs import small_sequence_config, softmax_step
 from tests.test_bert4rec import cycle_batch
 
 TINY = SASRecConfig(
@@ -121,20 +122,11 @@ def test_learns_cyclic_sequences():
     tx = optax.adam(5e-3)
     opt_state = tx.init(params)
 
-    @jax.jit
-    def step(params, opt_state, inputs, labels, weights, rng):
-        def loss_fn(p):
-            loss, count = softmax_loss(model, p, inputs, labels, weights, rng)
-            return loss / count
-
-        grads = jax.grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
-
+    step = softmax_step(model, tx)
     rng = np.random.default_rng(0)
     for i in range(300):
         batch = next_item_targets(cycle_batch(rng, 64, num_items, length + 1))
-        params, opt_state = step(params, opt_state, *batch, jax.random.key(i))
+        params, opt_state, _ = step(params, opt_state, *batch, jax.random.key(i))
     ids = cycle_batch(np.random.default_rng(1), 500, num_items, length)
     history = np.concatenate([ids[:, :-1], np.full((500, 1), config.mask_id, np.int32)], axis=1)
     hit_at_1 = np.mean(
@@ -144,31 +136,13 @@ def test_learns_cyclic_sequences():
 
 
 def small_config():
-    config = sasrec_ml100k.get_config()
-    config.data.subsample = 0.3
-    config.data.max_len = 16
+    config = small_sequence_config(sasrec_ml100k)
     config.data.window_stride = 16
-    config.model.hidden = 16
-    config.model.inner = 32
-    config.train.batch_size = 64
-    config.train.num_epochs = 2
-    config.train.warmup_steps = 2
-    config.train.log_every_steps = 2
-    # 8 simulated devices share 2 cores: keep one step in flight (see DESIGN.md).
-    config.train.max_steps_in_flight = 1
-    config.eval.batch_size = 128
-    config.log.progress_bar = False
     return config
 
 
 def test_sasrec_sharded_step_equals_single_device(tmp_path):
-    config = small_config()
-    config.model.dropout = 0.0
-    config.model.attention_dropout = 0.0
-    config.train.warmup_steps = 0
-    task = NextItemTask(config)
-    task.prepare(tmp_path)
-    out = single_and_sharded_steps(task, config)
+    out = single_and_sharded_steps(NextItemTask, small_config(), tmp_path)
     batch = out["batch"]
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),

@@ -15,23 +15,12 @@ from shortrec_jax.training.run import load_run
 from shortrec_jax.training.sequence_tasks import ClozeTask, sample_negatives
 from shortrec_jax.training.steps import TrainState
 from tests.parallel_steps import single_and_sharded_steps
+from tests.small_runs import small_sequence_config
 
 
 def small_config():
-    config = bert4rec_ml100k.get_config()
-    config.data.subsample = 0.3
-    config.data.max_len = 16
-    config.model.hidden = 16
-    config.model.inner = 32
-    config.train.batch_size = 64
-    config.train.num_epochs = 2
-    config.train.warmup_steps = 2
+    config = small_sequence_config(bert4rec_ml100k)
     config.train.max_predictions = 8
-    config.train.log_every_steps = 2
-    # 8 simulated devices share 2 cores: keep one step in flight (see DESIGN.md).
-    config.train.max_steps_in_flight = 1
-    config.eval.batch_size = 128
-    config.log.progress_bar = False
     return config
 
 
@@ -96,13 +85,7 @@ def test_rank_of_the_target_counts_allowed_items_above_it(tmp_path):
 
 
 def test_bert4rec_sharded_step_equals_single_device_and_pmap(tmp_path):
-    config = small_config()
-    config.model.dropout = 0.0
-    config.model.attention_dropout = 0.0
-    config.train.warmup_steps = 0
-    task = ClozeTask(config)
-    task.prepare(tmp_path)
-    out = single_and_sharded_steps(task, config)
+    out = single_and_sharded_steps(ClozeTask, small_config(), tmp_path)
     batch = out["batch"]
     params, tx, per_device, rng = out["initial"]
     state, sums = pmap_step(per_device)(TrainState.create(params, tx), batch, rng)

@@ -18,10 +18,12 @@ from configs import widedeep_ml100k, xdeepfm_ml100k
 from shortrec_jax.training.ctr_task import CTRTask
 from shortrec_jax.training.logger import read_jsonl
 from shortrec_jax.training.loop import train_and_evaluate
-from shortrec_jax.training.parallel import Partitioner, pmap_step
+from shortrec_jax.training.parallel import pmap_step
 from shortrec_jax.training.run import load_run
-from shortrec_jax.training.steps import TrainState, make_train_step
+from shortrec_jax.training.steps import TrainState
 from shortrec_jax.training.task_common import model_config
+from tests.parallel_steps import single_and_sharded_steps
+from tests.small_runs import quick_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,15 +50,7 @@ def small_config(module=xdeepfm_ml100k):
     config.model.mlp_layers = (16,)
     if config.model.use_cin:
         config.model.cin_layers = (8, 8)
-    config.train.batch_size = 512
-    config.train.num_epochs = 2
-    config.train.warmup_steps = 2
-    config.train.log_every_steps = 2
-    # 8 simulated devices share 2 cores: keep one step in flight (see DESIGN.md).
-    config.train.max_steps_in_flight = 1
-    config.eval.batch_size = 1024
-    config.log.progress_bar = False
-    return config
+    return quick_run(config, batch_size=512, eval_batch_size=1024)
 
 
 @pytest.mark.parametrize("module", [xdeepfm_ml100k, widedeep_ml100k])
@@ -95,34 +89,18 @@ def test_unknown_model_field_is_named():
 
 
 def test_xdeepfm_step_sharded_equals_pmap_equals_single_device(tmp_path):
-    config = small_config()
-    config.model.dropout = 0.0  # dropout masks differ per device by design
-    config.train.warmup_steps = 0  # the first step of a warm-up has learning rate 0
-    task = CTRTask(config)
-    task.prepare(tmp_path)
-    from shortrec_jax.training.optim import make_optimizer
-
-    tx = make_optimizer(config.train, 10)
-    rng = jax.random.key(0)
-    params = task.init_params(rng)
-    batch = next(task.train_batches(0, 64, 8))
-    batch["weight"][-5:] = 0.0  # uneven padding across devices
-    per_device = make_train_step(task.loss_sums, tx)
-    out = {}
-    for name, part in (("single", Partitioner(jax.devices()[:1])), ("sharded", Partitioner())):
-        state = part.init_state(lambda _: TrainState.create(params, tx), rng)
-        state, _ = part.compile_train_step(per_device)(state, part.shard_batch(batch), rng)
-        out[name] = jax.device_get(state.params)
-    state, _ = pmap_step(per_device)(TrainState.create(params, tx), batch, rng)
-    out["pmap"] = jax.device_get(state.params)
-    for name in ("sharded", "pmap"):
+    # 5 padding rows: uneven padding across devices.
+    out = single_and_sharded_steps(CTRTask, small_config(), tmp_path, seed=0, padding=5)
+    params, tx, per_device, rng = out["initial"]
+    state, _ = pmap_step(per_device)(TrainState.create(params, tx), out["batch"], rng)
+    for stepped in (out["sharded"][0], jax.device_get(state.params)):
         jax.tree.map(
             lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
-            out[name],
-            out["single"],
+            stepped,
+            out["single"][0],
         )
     # The step did change the parameters.
-    moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), out["single"], params)
+    moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), out["single"][0], params)
     assert max(jax.tree.leaves(moved)) > 0
 
 

@@ -108,6 +108,21 @@ class _NeighbourhoodCF(Method):
         self._present.data = np.ones_like(self._present.data)
         return values
 
+    @property
+    def similarity(self) -> SimilarityTable:
+        """The fitted similarity table: [I, I] item-item (ItemCF) or [U, U] user-user (UserCF)."""
+        return self._similarity
+
+    def score_all(self, users: np.ndarray) -> np.ndarray:
+        return self._scores(np.asarray(users, dtype=np.int64), None)
+
+    def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self._scores(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64))
+
+    def _scores(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
+        """[B] users' scores of every item (items None) or of their [B, C] items -> [B, C]."""
+        raise NotImplementedError
+
     def _finish(
         self, users: np.ndarray, items: np.ndarray | None, weighted: np.ndarray, weights: np.ndarray
     ) -> np.ndarray:
@@ -166,17 +181,6 @@ class ItemCF(_NeighbourhoodCF):
     def _similarity_blocks(self, train: Dataset, values: sp.csr_array) -> BlockFn:
         """Row chunks of the item-item similarity; [U, I] values -> (r0, r1) -> [c, I]."""
         return cosine_blocks(values.T.tocsr(), self.shrink)
-
-    @property
-    def similarity(self) -> SimilarityTable:
-        """The fitted [I, I] item-item similarity table."""
-        return self._similarity
-
-    def score_all(self, users: np.ndarray) -> np.ndarray:
-        return self._scores(np.asarray(users, dtype=np.int64), None)
-
-    def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return self._scores(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64))
 
     def _scores(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
         num_items = self._similarity.num_rows
@@ -239,17 +243,6 @@ class UserCF(_NeighbourhoodCF):
         ratings_per_user = np.diff(self._contrib.indptr).astype(np.float64)
         self._stacked = np.rint(self._sparse_similarity.astype(bool) @ ratings_per_user)
         return self
-
-    @property
-    def similarity(self) -> SimilarityTable:
-        """The fitted [U, U] user-user similarity table."""
-        return self._similarity
-
-    def score_all(self, users: np.ndarray) -> np.ndarray:
-        return self._scores(np.asarray(users, dtype=np.int64), None)
-
-    def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return self._scores(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64))
 
     def _scores(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
         num_items = self._contrib.shape[1]

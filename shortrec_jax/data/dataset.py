@@ -151,25 +151,23 @@ class Dataset:
 
     def user_index(self, raw_id: str | int) -> int:
         """Index of the raw user id; raises KeyError naming the id when unknown."""
-        table = self.__dict__.get("_user_index")
-        if table is None:
-            table = _index_of(self.user_ids)
-            object.__setattr__(self, "_user_index", table)
-        try:
-            return table[str(raw_id)]
-        except KeyError:
-            raise KeyError(f"unknown user id {raw_id!r} in data set {self.name!r}") from None
+        return self._raw_index("user", raw_id)
 
     def item_index(self, raw_id: str | int) -> int:
         """Index of the raw item id; raises KeyError naming the id when unknown."""
-        table = self.__dict__.get("_item_index")
+        return self._raw_index("item", raw_id)
+
+    def _raw_index(self, kind: str, raw_id: str | int) -> int:
+        """Index of a raw "user" or "item" id, by a table built on first use and kept."""
+        cache = f"_{kind}_index"
+        table = self.__dict__.get(cache)
         if table is None:
-            table = _index_of(self.item_ids)
-            object.__setattr__(self, "_item_index", table)
+            table = _index_of(getattr(self, f"{kind}_ids"))
+            object.__setattr__(self, cache, table)
         try:
             return table[str(raw_id)]
         except KeyError:
-            raise KeyError(f"unknown item id {raw_id!r} in data set {self.name!r}") from None
+            raise KeyError(f"unknown {kind} id {raw_id!r} in data set {self.name!r}") from None
 
     # -- derived views -------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ the cache or the web.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,7 +52,7 @@ from shortrec_jax.data.grouplens_side import (
     user_side,
 )
 from shortrec_jax.data.ids import integer_ids
-from shortrec_jax.data.text_table import parse_header, read_table, require_rows, split_first_line
+from shortrec_jax.data.text_table import read_named_columns, read_table, require_rows
 
 
 def load_grouplens(
@@ -89,12 +90,24 @@ def load_grouplens(
                 f"(found {sorted(files.members)})"
             )
         name = name or (path.stem if path.is_file() else path.name)
-        options = {"duplicates": duplicates, "rating_range": rating_range}
-        if layout == "ml-100k":
-            return _load_100k(files, name, **options)
-        if layout == "::":
-            return _load_dat(files, name, **options)
-        return _load_csv(files, name, **options)
+        ratings = _READERS[layout](files)
+        return build_dataset(
+            name,
+            integer_ids(
+                ratings.users, source=ratings.source, column="user id", lines=ratings.lines
+            ),
+            integer_ids(
+                ratings.items, source=ratings.source, column="item id", lines=ratings.lines
+            ),
+            ratings.ratings,
+            ratings.timestamps,
+            source=ratings.source,
+            duplicates=duplicates,
+            rating_range=rating_range or ratings.rating_range,
+            extra_item_ids=ratings.movie_ids,
+            line_numbers=ratings.lines,
+            side=ratings.side,
+        )
     finally:
         files.close()
 
@@ -102,19 +115,59 @@ def load_grouplens(
 # -- the three layouts -------------------------------------------------------------------------
 
 
-def _load_100k(
-    files: GroupLensFiles, name: str, *, duplicates: str, rating_range: tuple[float, float] | None
-) -> Dataset:
-    source = files.source("u.data")
-    data = files.read("u.data")
-    require_rows(data, source=source, expected="user id, item id, rating, timestamp")
+@dataclasses.dataclass(frozen=True)
+class _Ratings:
+    """What a layout's reader finds: the ratings, their defaults and the side information.
+
+    Attributes:
+      source: the ratings file, for messages.
+      users, items, ratings, timestamps: [N] float64 columns of the ratings file.
+      lines: [N] int64 the file line of each rating.
+      rating_range: the release's rating bounds, unless the caller gives them.
+      movie_ids: every movie of the movies file (rated or not), or empty.
+      side: the side-information builders.
+    """
+
+    source: str
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    timestamps: np.ndarray
+    lines: np.ndarray
+    rating_range: tuple[float, float]
+    movie_ids: Sequence[str]
+    side: Sequence[SideBuilder]
+
+
+def _read_ratings(
+    files: GroupLensFiles, file: str, names: tuple[str, ...], delimiter: str
+) -> tuple[str, np.ndarray, np.ndarray]:
+    """(source, [N, 4] float64 table, [N] lines) of a header-less ratings file (u.data, .dat)."""
+    source = files.source(file)
+    data = files.read(file)
+    require_rows(data, source=source, expected=", ".join(names))
     table, lines = read_table(
-        data,
-        source=source,
-        names=("user id", "item id", "rating", "timestamp"),
-        delimiter="\t",
-        numeric=True,
-        int_columns=(0, 1),
+        data, source=source, names=names, delimiter=delimiter, numeric=True, int_columns=(0, 1)
+    )
+    return source, table, lines
+
+
+def _movies_side(
+    rows: list[tuple[int, list[str]]] | None, source: str, id_column: str, tags: dict
+) -> tuple[list[str], list[SideBuilder]]:
+    """(movie ids, item side) of movies.dat / movies.csv rows (id, title, genres; None when
+    the release has no movies file) and the item tags."""
+    if rows is None:
+        return [], [item_side([], [], [], [], tags)] if tags else []
+    movie_ids = [int_id(r[0], source, k, id_column) for k, r in rows]
+    titles = [r[1].strip() for _, r in rows]
+    genres = [genre_list(r[2]) for _, r in rows]
+    return movie_ids, [item_side(movie_ids, titles, [title_year(t) for t in titles], genres, tags)]
+
+
+def _read_100k(files: GroupLensFiles) -> _Ratings:
+    source, table, lines = _read_ratings(
+        files, "u.data", ("user id", "item id", "rating", "timestamp"), "\t"
     )
     side: list[SideBuilder] = []
     movie_ids: list[str] = []
@@ -126,44 +179,18 @@ def _load_100k(
         rows = split_rows(files, "u.user", "|", ("user id", "age", "gender", "occupation", "zip"))
         columns = {"age": 1, "gender": 2, "occupation": 3, "zip_code": 4}
         side.append(user_side(rows, columns, files.source("u.user")))
-    return _build(
-        name,
-        table,
-        lines,
-        source=source,
-        duplicates=duplicates,
-        rating_range=rating_range or (1.0, 5.0),
-        movie_ids=movie_ids,
-        side=side,
-    )
+    return _Ratings(source, *table.T, lines, (1.0, 5.0), movie_ids, side)
 
 
-def _load_dat(
-    files: GroupLensFiles, name: str, *, duplicates: str, rating_range: tuple[float, float] | None
-) -> Dataset:
-    source = files.source("ratings.dat")
-    data = files.read("ratings.dat")
-    require_rows(data, source=source, expected="UserID, MovieID, Rating, Timestamp")
-    table, lines = read_table(
-        data,
-        source=source,
-        names=("UserID", "MovieID", "Rating", "Timestamp"),
-        delimiter="::",
-        numeric=True,
-        int_columns=(0, 1),
+def _read_dat(files: GroupLensFiles) -> _Ratings:
+    source, table, lines = _read_ratings(
+        files, "ratings.dat", ("UserID", "MovieID", "Rating", "Timestamp"), "::"
     )
-    side: list[SideBuilder] = []
-    movie_ids: list[str] = []
     tags = read_dat_tags(files) if files.has("tags.dat") else {}
+    movies = None
     if files.has("movies.dat"):
-        rows = split_rows(files, "movies.dat", "::", ("MovieID", "Title", "Genres"))
-        movie_source = files.source("movies.dat")
-        movie_ids = [int_id(r[0], movie_source, k, "MovieID") for k, r in rows]
-        titles = [r[1].strip() for _, r in rows]
-        genres = [genre_list(r[2]) for _, r in rows]
-        side.append(item_side(movie_ids, titles, [title_year(t) for t in titles], genres, tags))
-    elif tags:
-        side.append(item_side([], [], [], [], tags))
+        movies = split_rows(files, "movies.dat", "::", ("MovieID", "Title", "Genres"))
+    movie_ids, side = _movies_side(movies, files.source("movies.dat"), "MovieID", tags)
     if files.has("users.dat"):
         fields = ("UserID", "Gender", "Age", "Occupation", "Zip-code")
         rows = split_rows(files, "users.dat", "::", fields)
@@ -171,38 +198,20 @@ def _load_dat(
         side.append(user_side(rows, columns, files.source("users.dat")))
     # ml-1m (the release with users.dat) has whole stars; ml-10m half stars.
     default_range = (1.0, 5.0) if files.has("users.dat") else (0.5, 5.0)
-    return _build(
-        name,
-        table,
-        lines,
-        source=source,
-        duplicates=duplicates,
-        rating_range=rating_range or default_range,
-        movie_ids=movie_ids,
-        side=side,
-    )
+    return _Ratings(source, *table.T, lines, default_range, movie_ids, side)
 
 
-def _load_csv(
-    files: GroupLensFiles, name: str, *, duplicates: str, rating_range: tuple[float, float] | None
-) -> Dataset:
+def _read_csv(files: GroupLensFiles) -> _Ratings:
     source = files.source("ratings.csv")
-    head, body = split_first_line(files.read("ratings.csv"))
     columns = ("userId", "movieId", "rating", "timestamp")
-    header = parse_header(head, source=source, delimiter=",", required=columns)
-    require_rows(body, source=source, expected=", ".join(columns))
-    table, lines = read_table(
-        body,
+    col, lines = read_named_columns(
+        files.read("ratings.csv"),
         source=source,
-        names=header,
-        delimiter=",",
+        required=columns,
         numeric=True,
-        first_line=2,
-        usecols=[header.index(c) for c in columns],
-        int_columns=[header.index(c) for c in columns[:2]],
+        int_columns=columns[:2],
+        require_data=True,
     )
-    side: list[SideBuilder] = []
-    movie_ids: list[str] = []
     tags: dict[str, list[str]] = {}
     if files.has("tags.csv"):
         tag_rows = csv_rows(files, "tags.csv", ("movieId", "tag"))
@@ -211,52 +220,12 @@ def _load_csv(
             [int_id(r[0], tag_source, k, "movieId") for k, r in tag_rows],
             [r[1] for _, r in tag_rows],
         )
+    movies = None
     if files.has("movies.csv"):
-        rows = csv_rows(files, "movies.csv", ("movieId", "title", "genres"))
-        movie_source = files.source("movies.csv")
-        movie_ids = [int_id(r[0], movie_source, k, "movieId") for k, r in rows]
-        titles = [r[1].strip() for _, r in rows]
-        genres = [genre_list(r[2]) for _, r in rows]
-        side.append(item_side(movie_ids, titles, [title_year(t) for t in titles], genres, tags))
-    elif tags:
-        side.append(item_side([], [], [], [], tags))
-    return _build(
-        name,
-        table,
-        lines,
-        source=source,
-        duplicates=duplicates,
-        rating_range=rating_range or (0.5, 5.0),
-        movie_ids=movie_ids,
-        side=side,
-    )
+        movies = csv_rows(files, "movies.csv", ("movieId", "title", "genres"))
+    movie_ids, side = _movies_side(movies, files.source("movies.csv"), "movieId", tags)
+    return _Ratings(source, *(col[c] for c in columns), lines, (0.5, 5.0), movie_ids, side)
 
 
-def _build(
-    name: str,
-    table: np.ndarray,
-    lines: np.ndarray,
-    *,
-    source: str,
-    duplicates: str,
-    rating_range: tuple[float, float],
-    movie_ids: Sequence[str],
-    side: Sequence[SideBuilder],
-) -> Dataset:
-    """Builds the data set from a [N, 4] float64 table of user, item, rating, timestamp."""
-    return build_dataset(
-        name,
-        integer_ids(table[:, 0], source=source, column="user id", lines=lines),
-        integer_ids(table[:, 1], source=source, column="item id", lines=lines),
-        table[:, 2],
-        table[:, 3],
-        source=source,
-        duplicates=duplicates,
-        rating_range=rating_range,
-        extra_item_ids=movie_ids,
-        line_numbers=lines,
-        side=side,
-    )
-
-
-# -- file readers ------------------------------------------------------------------------------
+# Each layout's reader, by the layout name `LAYOUTS` gives.
+_READERS = {"ml-100k": _read_100k, "::": _read_dat, "csv": _read_csv}

@@ -38,13 +38,7 @@ import numpy as np
 from shortrec_jax.data.build import SideBuilder, build_dataset, vocab_lookup
 from shortrec_jax.data.dataset import DataError, Dataset, Ragged
 from shortrec_jax.data.ids import canonical_ids, integer_ids
-from shortrec_jax.data.text_table import (
-    parse_header,
-    read_file,
-    read_table,
-    require_rows,
-    split_first_line,
-)
+from shortrec_jax.data.text_table import read_file, read_named_columns
 
 MATRICES = ("small", "big")
 MISSING_TIMESTAMPS = ("drop", "zero")
@@ -91,22 +85,16 @@ def load_kuairec(
             f"{folder}: no {file} (KuaiRec's data folder holds small_matrix.csv and big_matrix.csv)"
         )
     source = str(path)
-    head, body = split_first_line(read_file(path))
-    header = parse_header(head, source=source, delimiter=",", required=_REQUIRED)
-    require_rows(body, source=source, expected=", ".join(_REQUIRED))
-    wanted = [c for c in (*_REQUIRED, *_OPTIONAL) if c in header]
-    table, lines = read_table(
-        body,
+    col, lines = read_named_columns(
+        read_file(path),
         source=source,
-        names=header,
-        delimiter=",",
+        required=_REQUIRED,
+        optional=_OPTIONAL,
         numeric=True,
-        first_line=2,
-        usecols=[header.index(c) for c in wanted],
+        int_columns=("user_id", "video_id"),
         empty_as_nan=True,
-        int_columns=[header.index("user_id"), header.index("video_id")],
+        require_data=True,
     )
-    col = dict(zip(wanted, table.T, strict=True))
     users = integer_ids(col["user_id"], source=source, column="user_id", lines=lines)
     videos = integer_ids(col["video_id"], source=source, column="video_id", lines=lines)
     n = users.shape[0]
@@ -175,21 +163,12 @@ def _duration_side(videos: np.ndarray, durations: np.ndarray) -> SideBuilder:
 def _category_side(path: Path) -> SideBuilder:
     """The "tags" multi-hot column and item_tags from item_categories.csv."""
     source = str(path)
-    head, body = split_first_line(read_file(path))
-    header = parse_header(head, source=source, delimiter=",", required=("video_id", "feat"))
-    table, lines = read_table(
-        body,
-        source=source,
-        names=header,
-        delimiter=",",
-        numeric=False,
-        first_line=2,
-        usecols=[header.index("video_id"), header.index("feat")],
-        quotechar='"',
+    col, lines = read_named_columns(
+        read_file(path), source=source, required=("video_id", "feat"), numeric=False, quotechar='"'
     )
-    raw = canonical_ids(table[:, 0], source=source, column="video_id", lines=lines)
+    raw = canonical_ids(col["video_id"], source=source, column="video_id", lines=lines)
     rows = []
-    for feat, line in zip(table[:, 1].tolist(), lines.tolist(), strict=True):
+    for feat, line in zip(col["feat"].tolist(), lines.tolist(), strict=True):
         feat = feat.strip()
         if not (feat.startswith("[") and feat.endswith("]")):
             raise DataError(
@@ -209,21 +188,16 @@ def _category_side(path: Path) -> SideBuilder:
 def _user_side(path: Path) -> SideBuilder:
     """Categorical user features from user_features.csv (see the module docstring)."""
     source = str(path)
-    head, body = split_first_line(read_file(path))
-    header = parse_header(head, source=source, delimiter=",", required=("user_id",))
-    kept = [c for c in header if c != "user_id" and f"{c}_range" not in header]
-    table, lines = read_table(
-        body,
+    col, lines = read_named_columns(
+        read_file(path),
         source=source,
-        names=header,
-        delimiter=",",
+        required=("user_id",),
+        optional=None,
         numeric=False,
-        first_line=2,
-        usecols=[header.index(c) for c in ("user_id", *kept)],
         quotechar='"',
     )
-    raw = canonical_ids(table[:, 0], source=source, column="user_id", lines=lines)
-    features = {c: np.char.strip(table[:, k + 1]) for k, c in enumerate(kept)}
+    raw = canonical_ids(col.pop("user_id"), source=source, column="user_id", lines=lines)
+    features = {c: np.char.strip(v) for c, v in col.items() if f"{c}_range" not in col}
 
     def build(user_vocab: np.ndarray, item_vocab: np.ndarray) -> dict[str, Any]:
         return {

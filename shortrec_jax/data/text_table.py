@@ -82,6 +82,53 @@ def parse_header(
     return names
 
 
+def read_named_columns(
+    data: bytes,
+    *,
+    source: str,
+    required: Sequence[str],
+    optional: Sequence[str] | None = (),
+    numeric: bool,
+    int_columns: Sequence[str] = (),
+    quotechar: str | None = None,
+    empty_as_nan: bool = False,
+    require_data: bool = False,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The columns of a comma-separated file with a header row, by name (`read_table` below).
+
+    Args:
+      data: the file's bytes, header row included.
+      source: the file name, for messages.
+      required: columns the header must name.
+      optional: columns read when the header names them; None = every column it names.
+      numeric, quotechar, empty_as_nan: as in `read_table`.
+      int_columns: names of whole-number id columns (as `read_table`'s `int_columns`).
+      require_data: refuse a file without rows (`require_rows`).
+
+    Returns:
+      (name -> [N] column, in `required` then header or `optional` order; lines [N] int64).
+    """
+    head, body = split_first_line(data)
+    header = parse_header(head, source=source, delimiter=",", required=required)
+    if require_data:
+        require_rows(body, source=source, expected=", ".join(required))
+    extra = header if optional is None else optional
+    wanted = [*required, *(c for c in extra if c in header and c not in required)]
+    table, lines = read_table(
+        body,
+        source=source,
+        names=header,
+        delimiter=",",
+        numeric=numeric,
+        first_line=2,
+        usecols=[header.index(c) for c in wanted],
+        quotechar=quotechar,
+        empty_as_nan=empty_as_nan,
+        int_columns=[header.index(c) for c in int_columns],
+    )
+    return dict(zip(wanted, table.T, strict=True)), lines
+
+
 def read_table(
     data: bytes,
     *,

@@ -1,7 +1,8 @@
 """Evaluation protocols: every method trained and scored on the same splits and seeds.
 
 Each protocol function takes a method factory, a `Dataset`, the methods to compare (name ->
-hyperparameters), the seeds and its options, and returns plain dicts of numbers:
+hyperparameters), the seeds, its own keyword options and the shared ones
+(`repeats.RankingOptions`; `repeats.SharedOptions` for CTR), and returns plain dicts of numbers:
 
   `paper_protocol`         the study's section 3 (its Fig. 6): random 80/20 split by
                            interaction; each user ranks only their own held-out items;
@@ -37,14 +38,16 @@ Restarts. Given a `store`, a repeat whose result is stored under the same key an
 stored as soon as each repeat finishes.
 
 Where the parts live: the measurement of one fitted method on one split in `measures.py`
-(with `candidates.py` and `slices.py`), the repeat loop, restarts and aggregation in
-`repeats.py`; each protocol here only chooses its split, its measure and its options.
+(with `candidates.py` and `slices.py`), the repeat loop, restarts, aggregation and the
+shared options in `repeats.py`; each protocol here only chooses its split, its measure and its
+own options.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from shortrec_jax.data.dataset import Dataset
@@ -64,20 +67,38 @@ from shortrec_jax.evaluation.measures import (
 from shortrec_jax.evaluation.repeats import (
     MethodFactory,
     ProtocolOptions,
+    RankingOptions,
     RepeatLoop,
-    Store,
-    run_repeats,
+    SharedOptions,
     summarise,
 )
-from shortrec_jax.evaluation.slices import Numbers, slice_options
+from shortrec_jax.evaluation.slices import Numbers
 from shortrec_jax.interface import Method
 
 
-def _check_common(ks: Sequence[int], beyond_ks: Sequence[int], batch_size: int) -> None:
+def _ranking_options(
+    protocol: str,
+    shared: Mapping[str, Any],
+    ks: Sequence[int],
+    split: Mapping[str, Any],
+    measure: Mapping[str, Any],
+) -> ProtocolOptions:
+    """A ranking protocol's options: its own, then `RankingOptions(**shared)`; checks cut-offs."""
+    common = RankingOptions(**shared)
+    beyond_ks = common.beyond_ks
     if not ks or min(ks) < 1 or not beyond_ks or min(beyond_ks) < 1:
         raise ValueError(f"cut-offs must be integers >= 1, got ks={ks}, beyond_ks={beyond_ks}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return ProtocolOptions(protocol, split, measure, common)
+
+
+def _train_only(split: Split, seed: int, fraction: float | None) -> tuple[Dataset, None]:
+    return split.train, None
+
+
+def _train_and_valid(
+    split: Split, seed: int, fraction: float | None
+) -> tuple[Dataset, Dataset | None]:
+    return split.train, split.valid
 
 
 def paper_protocol(
@@ -89,14 +110,7 @@ def paper_protocol(
     fractions: Sequence[float] = (0.8, 0.2),
     max_n: int = 20,
     threshold: float = 4.0,
-    beyond_ks: Sequence[int] = (10,),
-    cold_user_max_ratings: int = 20,
-    head_fraction: float = 0.2,
-    diversity_feature: str | None = "genres",
-    batch_size: int = 256,
-    store: Store | None = None,
-    workdir: str | Path | None = None,
-    progress: bool = False,
+    **shared: Any,
 ) -> dict[str, Any]:
     """The study's comparison (its Fig. 6): precision@N over random 80/20 splits.
 
@@ -111,47 +125,22 @@ def paper_protocol(
       fractions: (train, test) shares of the split.
       max_n: precision@N for N = 1..max_n.
       threshold: a recommendation is accurate when the rating is >= threshold.
-      beyond_ks: list lengths of the beyond-accuracy metrics.
-      cold_user_max_ratings: the cold-user slice: at most this many training ratings.
-      head_fraction: share of the catalogue in the popular head (the rest is the long tail).
-      diversity_feature: item vectors of the diversity metric ("genres", another multi-hot
-        column, "vectors"), or None to skip it.
-      batch_size: users per scoring call.
-      store: finished repeats (restart support), or None.
-      workdir: the run folder; each repeat's method gets `workdir/methods/<key>`.
-      progress: show a progress bar.
+      **shared: the fields of `repeats.RankingOptions` (slices, beyond accuracy, batch size,
+        store, workdir, progress), each with its default there.
 
     Returns:
       See the module docstring; every repeat has "precision@1".."precision@{max_n}",
       "base_rate", the slices and the beyond-accuracy metrics.
     """
-    _check_common((max_n,), beyond_ks, batch_size)
-    options = ProtocolOptions(
-        "paper",
-        split={"fractions": fractions},
-        measure={
-            "max_n": max_n,
-            "threshold": threshold,
-            **slice_options(beyond_ks, cold_user_max_ratings, head_fraction, diversity_feature),
-        },
-        batch_size=batch_size,
-        store=store,
-        workdir=workdir,
-        progress=progress,
-    )
+    measure = {"max_n": max_n, "threshold": threshold}
+    options = _ranking_options("paper", shared, (max_n,), {"fractions": fractions}, measure)
 
     def evaluate(method: Method, split: Split, train: Dataset, seed: int) -> Numbers:
         return evaluate_held_out(method, train, split.test, **options.measure_args)
 
-    return run_repeats(
-        options,
-        make_method,
-        dataset,
-        methods,
-        seeds,
-        prepare=lambda seed: random_split(dataset, fractions, seed=seed),
-        fit_parts=lambda split, seed, fraction: (split.train, None),
-        evaluate=evaluate,
+    repeats = RepeatLoop.start(options, make_method, dataset, methods, seeds)
+    return repeats.summarised(
+        lambda seed: random_split(dataset, fractions, seed=seed), _train_only, evaluate
     )
 
 
@@ -165,14 +154,7 @@ def size_protocol(
     fractions: Sequence[float] = (0.8, 0.2),
     max_n: int = 20,
     threshold: float = 4.0,
-    beyond_ks: Sequence[int] = (10,),
-    cold_user_max_ratings: int = 20,
-    head_fraction: float = 0.2,
-    diversity_feature: str | None = "genres",
-    batch_size: int = 256,
-    store: Store | None = None,
-    workdir: str | Path | None = None,
-    progress: bool = False,
+    **shared: Any,
 ) -> dict[str, Any]:
     """Precision@N against the amount of training data (the study's Fig. 7).
 
@@ -184,22 +166,11 @@ def size_protocol(
     Returns:
       As `paper_protocol`, but methods[name] = {"fractions": {"0.1": summary, ...}}.
     """
-    _check_common((max_n,), beyond_ks, batch_size)
+    split_options = {"train_fractions": train_fractions, "fractions": fractions}
+    measure = {"max_n": max_n, "threshold": threshold}
+    options = _ranking_options("size", shared, (max_n,), split_options, measure)
     if not train_fractions or not all(0 < f <= 1 for f in train_fractions):
         raise ValueError(f"train_fractions must be in (0, 1], got {train_fractions}")
-    options = ProtocolOptions(
-        "size",
-        split={"train_fractions": train_fractions, "fractions": fractions},
-        measure={
-            "max_n": max_n,
-            "threshold": threshold,
-            **slice_options(beyond_ks, cold_user_max_ratings, head_fraction, diversity_feature),
-        },
-        batch_size=batch_size,
-        store=store,
-        workdir=workdir,
-        progress=progress,
-    )
     repeats = RepeatLoop.start(options, make_method, dataset, methods, seeds)
 
     def evaluate(method: Method, split: Split, train: Dataset, seed: int) -> Numbers:
@@ -215,7 +186,7 @@ def size_protocol(
         name: {"fractions": {f"{f:g}": summarise(r) for f, r in by.items()}}
         for name, by in results.items()
     }
-    return repeats.output(dataset, summaries)
+    return repeats.output(summaries)
 
 
 def full_ranking_protocol(
@@ -228,14 +199,7 @@ def full_ranking_protocol(
     ks: Sequence[int] = (5, 10, 20),
     threshold: float | None = None,
     exclude_valid: bool = True,
-    beyond_ks: Sequence[int] = (10,),
-    cold_user_max_ratings: int = 20,
-    head_fraction: float = 0.2,
-    diversity_feature: str | None = "genres",
-    batch_size: int = 256,
-    store: Store | None = None,
-    workdir: str | Path | None = None,
-    progress: bool = False,
+    **shared: Any,
 ) -> dict[str, Any]:
     """Top-K over the full catalogue on a per-user random split (RecBole's protocol).
 
@@ -255,34 +219,17 @@ def full_ranking_protocol(
     Returns:
       See the module docstring.
     """
-    _check_common(ks, beyond_ks, batch_size)
-    options = ProtocolOptions(
-        "full_ranking",
-        split={"fractions": fractions},
-        measure={
-            "ks": ks,
-            "threshold": threshold,
-            "exclude_valid": exclude_valid,
-            **slice_options(beyond_ks, cold_user_max_ratings, head_fraction, diversity_feature),
-        },
-        batch_size=batch_size,
-        store=store,
-        workdir=workdir,
-        progress=progress,
-    )
+    measure = {"ks": ks, "threshold": threshold, "exclude_valid": exclude_valid}
+    options = _ranking_options("full_ranking", shared, ks, {"fractions": fractions}, measure)
 
     def evaluate(method: Method, split: Split, train: Dataset, seed: int) -> Numbers:
         return evaluate_full_ranking(method, split, **options.measure_args)
 
-    return run_repeats(
-        options,
-        make_method,
-        dataset,
-        methods,
-        seeds,
-        prepare=lambda seed: per_user_random_split(dataset, fractions, seed=seed),
-        fit_parts=lambda split, seed, fraction: (split.train, split.valid),
-        evaluate=evaluate,
+    repeats = RepeatLoop.start(options, make_method, dataset, methods, seeds)
+    return repeats.summarised(
+        lambda seed: per_user_random_split(dataset, fractions, seed=seed),
+        _train_and_valid,
+        evaluate,
     )
 
 
@@ -296,14 +243,7 @@ def leave_one_out_protocol(
     exclude_valid: bool = True,
     sampled_negatives: int = 0,
     negative_sampling: str = "popularity",
-    beyond_ks: Sequence[int] = (10,),
-    cold_user_max_ratings: int = 20,
-    head_fraction: float = 0.2,
-    diversity_feature: str | None = "genres",
-    batch_size: int = 256,
-    store: Store | None = None,
-    workdir: str | Path | None = None,
-    progress: bool = False,
+    **shared: Any,
 ) -> dict[str, Any]:
     """Next-item evaluation: each user's last interaction by time, ranked over the catalogue.
 
@@ -324,37 +264,22 @@ def leave_one_out_protocol(
     Returns:
       See the module docstring.
     """
-    _check_common(ks, beyond_ks, batch_size)
+    measure = {
+        "ks": ks,
+        "exclude_valid": exclude_valid,
+        "sampled_negatives": sampled_negatives,
+        "negative_sampling": negative_sampling,
+    }
+    options = _ranking_options("leave_one_out", shared, ks, {}, measure)
     if sampled_negatives < 0:
         raise ValueError(f"sampled_negatives must be >= 0, got {sampled_negatives}")
-    options = ProtocolOptions(
-        "leave_one_out",
-        split={},
-        measure={
-            "ks": ks,
-            "exclude_valid": exclude_valid,
-            "sampled_negatives": sampled_negatives,
-            "negative_sampling": negative_sampling,
-            **slice_options(beyond_ks, cold_user_max_ratings, head_fraction, diversity_feature),
-        },
-        batch_size=batch_size,
-        store=store,
-        workdir=workdir,
-        progress=progress,
-    )
 
     def evaluate(method: Method, split: Split, train: Dataset, seed: int) -> Numbers:
         return evaluate_leave_one_out(method, split, seed=seed, **options.measure_args)
 
-    return run_repeats(
-        options,
-        make_method,
-        dataset,
-        methods,
-        seeds,
-        prepare=lambda seed: leave_one_out(dataset, with_valid=True),
-        fit_parts=lambda split, seed, fraction: (split.train, split.valid),
-        evaluate=evaluate,
+    repeats = RepeatLoop.start(options, make_method, dataset, methods, seeds)
+    return repeats.summarised(
+        lambda seed: leave_one_out(dataset, with_valid=True), _train_and_valid, evaluate
     )
 
 
@@ -366,49 +291,29 @@ def ctr_protocol(
     *,
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     threshold: float = 4.0,
-    cold_user_max_ratings: int = 20,
-    head_fraction: float = 0.2,
-    batch_size: int = 256,
-    store: Store | None = None,
-    workdir: str | Path | None = None,
-    progress: bool = False,
+    **shared: Any,
 ) -> dict[str, Any]:
     """Click-through evaluation: AUC, LogLoss, GAUC on a random split of all ratings.
 
     Per seed: `random_split(dataset, fractions, seed)` (80/10/10, RecBole's CTR protocol in
     docs/references.md); methods are fitted with the validation part; `evaluate_ctr` on the
-    test pairs, label = rating >= threshold.
+    test pairs, label = rating >= threshold. `**shared`: the fields of `repeats.SharedOptions`
+    (no beyond-accuracy metrics: there are no lists).
 
     Returns:
       See the module docstring.
     """
-    _check_common((1,), (1,), batch_size)
-    options = ProtocolOptions(
-        "ctr",
-        split={"fractions": fractions},
-        measure={
-            "threshold": threshold,
-            "cold_user_max_ratings": cold_user_max_ratings,
-            "head_fraction": head_fraction,
-        },
-        batch_size=batch_size,
-        store=store,
-        workdir=workdir,
-        progress=progress,
-    )
+    measure = {"threshold": threshold}
+    options = ProtocolOptions("ctr", {"fractions": fractions}, measure, SharedOptions(**shared))
 
     def evaluate(method: Method, split: Split, train: Dataset, seed: int) -> Numbers:
         return evaluate_ctr(method, split, **options.measure_args)
 
-    return run_repeats(
-        options,
-        make_method,
-        dataset,
-        methods,
-        seeds,
-        prepare=lambda seed: random_split(dataset, fractions, seed=seed),
-        fit_parts=lambda split, seed, fraction: (split.train, split.valid),
-        evaluate=evaluate,
+    repeats = RepeatLoop.start(options, make_method, dataset, methods, seeds)
+    return repeats.summarised(
+        lambda seed: random_split(dataset, fractions, seed=seed),
+        _train_and_valid,
+        evaluate,
     )
 
 
@@ -420,3 +325,19 @@ PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
     "leave_one_out": leave_one_out_protocol,
     "ctr": ctr_protocol,
 }
+# The shared keyword options of each protocol (`**shared`): CTR has no top-K lists to measure.
+_SHARED: dict[str, type[SharedOptions]] = {
+    "paper": RankingOptions,
+    "size": RankingOptions,
+    "full_ranking": RankingOptions,
+    "leave_one_out": RankingOptions,
+    "ctr": SharedOptions,
+}
+
+
+def protocol_keywords(name: str) -> set[str]:
+    """Every keyword option protocol `name` takes: its own and those of its shared options."""
+    params = inspect.signature(PROTOCOLS[name]).parameters.values()
+    own = {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    shared = _SHARED[name]
+    return own | {f.name for f in dataclasses.fields(shared)}

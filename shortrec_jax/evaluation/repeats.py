@@ -95,36 +95,84 @@ def summarise(repeats: Mapping[str, Numbers]) -> dict[str, Any]:
 
 
 @dataclasses.dataclass(frozen=True)
+class SharedOptions:
+    """The keyword options every protocol takes besides its own; their defaults live here.
+
+    Attributes:
+      cold_user_max_ratings: the cold-user slice: at most this many training ratings.
+      head_fraction: share of the catalogue in the popular head (the rest is the long tail).
+      batch_size: users per scoring call.
+      store: finished repeats (restart support), or None.
+      workdir: the run folder; each repeat's method gets `workdir/methods/<key>`.
+      progress: show a progress bar.
+    """
+
+    cold_user_max_ratings: int = 20
+    head_fraction: float = 0.2
+    batch_size: int = 256
+    store: Store | None = None
+    workdir: str | Path | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    def slices(self) -> dict[str, Any]:
+        """The slice options: keyword options of the measure, recorded after the protocol's."""
+        return {
+            "cold_user_max_ratings": self.cold_user_max_ratings,
+            "head_fraction": self.head_fraction,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class RankingOptions(SharedOptions):
+    """`SharedOptions` and the beyond-accuracy metrics, which every ranking protocol reports.
+
+    Attributes:
+      beyond_ks: list lengths of the beyond-accuracy metrics.
+      diversity_feature: item vectors of the diversity metric ("genres", another multi-hot
+        column, "vectors"), or None to skip it.
+    """
+
+    beyond_ks: Sequence[int] = (10,)
+    diversity_feature: str | None = "genres"
+
+    def slices(self) -> dict[str, Any]:
+        return {
+            "beyond_ks": self.beyond_ks,
+            **super().slices(),
+            "diversity_feature": self.diversity_feature,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
 class ProtocolOptions:
     """The options of one protocol run, set up the same way by every protocol.
 
     Attributes:
       protocol: the protocol's name ("paper", "size", ...), the first part of every repeat key.
       split: options that choose the split and the training part (e.g. "fractions").
-      measure: keyword options of the protocol's measure (`measures.evaluate_held_out`, ...).
-      batch_size: users (or pairs) per scoring call.
-      store: finished repeats (restart support), or None.
-      workdir: the run folder; each repeat's method gets `workdir/methods/<key>`, or None.
-      progress: show a progress bar.
+      measure: the protocol's own keyword options of its measure (`measures.evaluate_held_out`,
+        ...); the slice options of `shared` follow them.
+      shared: the options every protocol takes (slices, batch size, store, workdir, progress).
     """
 
     protocol: str
     split: Mapping[str, Any]
     measure: Mapping[str, Any]
-    batch_size: int
-    store: Store | None = None
-    workdir: str | Path | None = None
-    progress: bool = False
+    shared: SharedOptions
 
     @property
     def recorded(self) -> dict[str, Any]:
         """The options a result depends on: reported under "options" and fingerprinted."""
-        return {**self.split, **self.measure}
+        return {**self.split, **self.measure, **self.shared.slices()}
 
     @property
     def measure_args(self) -> dict[str, Any]:
         """The keyword arguments of the measure: its options and the batch size."""
-        return {**self.measure, "batch_size": self.batch_size}
+        return {**self.measure, **self.shared.slices(), "batch_size": self.shared.batch_size}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +181,7 @@ class RepeatLoop:
 
     options: ProtocolOptions
     make_method: MethodFactory
+    dataset: Dataset
     methods: Mapping[str, Mapping[str, Any]]
     seeds: Sequence[int]
     data_fingerprint: str
@@ -156,6 +205,7 @@ class RepeatLoop:
         return cls(
             options=options,
             make_method=make_method,
+            dataset=dataset,
             methods=methods,
             seeds=[int(s) for s in seeds],
             data_fingerprint=dataset_fingerprint(dataset),
@@ -179,14 +229,14 @@ class RepeatLoop:
         Returns:
           method -> fraction -> str(seed) -> metrics.
         """
-        store = self.options.store
+        store = self.options.shared.store
         results: dict[str, dict[float | None, dict[str, Numbers]]] = {
             name: {f: {} for f in fractions} for name in self.methods
         }
         total = len(self.seeds) * len(fractions) * len(self.methods)
         protocol = self.options.protocol
         with tqdm(
-            total=total, desc=protocol, unit="repeat", disable=not self.options.progress
+            total=total, desc=protocol, unit="repeat", disable=not self.options.shared.progress
         ) as bar:
             for seed in self.seeds:
                 split = None
@@ -236,7 +286,7 @@ class RepeatLoop:
         valid: Dataset | None,
         evaluate: Callable[[Method, Any, Dataset, int], Numbers],
     ) -> Numbers:
-        root = self.options.workdir
+        root = self.options.shared.workdir
         workdir = None if root is None else Path(root) / "methods" / key
         method = self.make_method(name, config, seed=seed, workdir=workdir)
         started = time.perf_counter()
@@ -247,8 +297,20 @@ class RepeatLoop:
         result["time/eval_seconds"] = time.perf_counter() - fitted
         return result
 
-    def output(self, dataset: Dataset, summaries: Mapping[str, Mapping[str, Any]]) -> dict:
+    def summarised(
+        self,
+        prepare: Callable[[int], Any],
+        fit_parts: Callable[[Any, int, float | None], tuple[Dataset, Dataset | None]],
+        evaluate: Callable[[Method, Any, Dataset, int], Numbers],
+    ) -> dict[str, Any]:
+        """Runs (or restores) every repeat of a protocol without training fractions and
+        returns its result, each method's repeats summarised (arguments as in `run`)."""
+        results = self.run(prepare=prepare, fit_parts=fit_parts, evaluate=evaluate)
+        return self.output({name: summarise(r[None]) for name, r in results.items()})
+
+    def output(self, summaries: Mapping[str, Mapping[str, Any]]) -> dict:
         """The protocol's result (see `protocols`) from each method's summary."""
+        dataset = self.dataset
         return {
             "protocol": self.options.protocol,
             "options": _plain(self.options.recorded),
@@ -262,21 +324,3 @@ class RepeatLoop:
             },
             "methods": {name: dict(by) for name, by in summaries.items()},
         }
-
-
-def run_repeats(
-    options: ProtocolOptions,
-    make_method: MethodFactory,
-    dataset: Dataset,
-    methods: Mapping[str, Mapping[str, Any]],
-    seeds: Sequence[int],
-    *,
-    prepare: Callable[[int], Any],
-    fit_parts: Callable[[Any, int, float | None], tuple[Dataset, Dataset | None]],
-    evaluate: Callable[[Method, Any, Dataset, int], Numbers],
-) -> dict[str, Any]:
-    """Runs (or restores) every repeat of a protocol without training fractions and returns
-    its result, each method's repeats summarised (see `RepeatLoop.run` for the arguments)."""
-    repeats = RepeatLoop.start(options, make_method, dataset, methods, seeds)
-    results = repeats.run(prepare=prepare, fit_parts=fit_parts, evaluate=evaluate)
-    return repeats.output(dataset, {name: summarise(r[None]) for name, r in results.items()})

@@ -18,7 +18,6 @@ Config fields read (see configs/paper_fig6.py for a documented example):
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 from ml_collections import ConfigDict
 
-from shortrec_jax.evaluation.protocols import PROTOCOLS
+from shortrec_jax.evaluation.protocols import PROTOCOLS, protocol_keywords
 from shortrec_jax.evaluation.repeats import MethodFactory
 from shortrec_jax.evaluation.report import RepeatStore, write_report
 from shortrec_jax.evaluation.requirements import adapt_diversity, adapt_methods
@@ -64,7 +63,7 @@ def protocol_options(config: ConfigDict) -> tuple[str, dict[str, Any]]:
     name = options.pop("name")
     if name not in PROTOCOLS:
         raise ValueError(f"config.protocol.name={name!r}; expected one of {sorted(PROTOCOLS)}")
-    accepted = set(inspect.signature(PROTOCOLS[name]).parameters) - set(_RUN_ARGUMENTS)
+    accepted = protocol_keywords(name) - set(_RUN_ARGUMENTS)
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise ValueError(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -28,22 +27,6 @@ from shortrec_jax.data.items import head_items, item_feature_matrix
 
 # Metric name -> value: what every measure returns.
 Numbers = dict[str, float]
-
-
-def slice_options(
-    beyond_ks: Sequence[int],
-    cold_user_max_ratings: int,
-    head_fraction: float,
-    diversity_feature: str | None,
-) -> dict[str, Any]:
-    """The options of the slices and beyond-accuracy metrics, as keyword options of a ranking
-    measure (see `measures.py`) and of its protocol's recorded options."""
-    return {
-        "beyond_ks": beyond_ks,
-        "cold_user_max_ratings": cold_user_max_ratings,
-        "head_fraction": head_fraction,
-        "diversity_feature": diversity_feature,
-    }
 
 
 @dataclasses.dataclass(frozen=True)

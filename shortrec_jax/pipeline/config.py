@@ -76,22 +76,12 @@ class RecallConfig:
     max_candidates: int = 512
 
     def __post_init__(self) -> None:
-        counts = {
+        non_negative = {
             "history_length": self.history_length,
             "item_cf_quota": self.item_cf_quota,
             "sequence_quota": self.sequence_quota,
             "content_quota": self.content_quota,
             "popular_quota": self.popular_quota,
-        }
-        negative = {k: v for k, v in counts.items() if v < 0}
-        if negative:
-            raise ValueError(f"recall: {negative} must be >= 0")
-        if self.item_cf_neighbours < 1 or self.max_candidates < 1:
-            raise ValueError(
-                f"recall: item_cf_neighbours={self.item_cf_neighbours} and max_candidates="
-                f"{self.max_candidates} must be >= 1"
-            )
-        reals = {
             "recency_half_life": self.recency_half_life,
             "popular_half_life_days": self.popular_half_life_days,
             "item_cf_weight": self.item_cf_weight,
@@ -100,9 +90,14 @@ class RecallConfig:
             "popular_weight": self.popular_weight,
             "fusion_k": self.fusion_k,
         }
-        negative = {k: v for k, v in reals.items() if v < 0}
+        negative = {k: v for k, v in non_negative.items() if v < 0}
         if negative:
             raise ValueError(f"recall: {negative} must be >= 0")
+        if self.item_cf_neighbours < 1 or self.max_candidates < 1:
+            raise ValueError(
+                f"recall: item_cf_neighbours={self.item_cf_neighbours} and max_candidates="
+                f"{self.max_candidates} must be >= 1"
+            )
         unknown = [f for f in self.content_features if f not in CONTENT_SOURCES]
         if unknown or (self.content_quota and not self.content_features):
             raise ValueError(

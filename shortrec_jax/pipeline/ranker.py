@@ -187,6 +187,22 @@ class RankerConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs={self.epochs} and batch_size={self.batch_size} must be >= 1")
 
+    def examples(self, train: Dataset, seed: int) -> Examples:
+        """The ranker's training examples from `train` alone (`build_examples`)."""
+        examples, _ = build_examples(
+            train,
+            recallers=self.recallers,
+            quota=self.quota,
+            recent_length=self.recent_length,
+            holdout=self.holdout,
+            negatives=self.negatives,
+            like_threshold=self.like_threshold,
+            seed=seed,
+            draws=self.draws,
+            scorers=self.scorers,
+        )
+        return examples
+
 
 def _user_groups(users: np.ndarray) -> np.ndarray:
     """[G, C] example indices grouped by user (-1 = padding), C the largest group."""
@@ -312,18 +328,7 @@ class TrainedRankerMethod(Method):
     def fit(self, train: Dataset, valid: Dataset | None = None) -> TrainedRankerMethod:
         c = self.config
         if c.stages == "recall+rank":
-            self.examples, _ = build_examples(
-                train,
-                recallers=c.recallers,
-                quota=c.quota,
-                recent_length=c.recent_length,
-                holdout=c.holdout,
-                negatives=c.negatives,
-                like_threshold=c.like_threshold,
-                seed=self.seed,
-                draws=c.draws,
-                scorers=c.scorers,
-            )
+            self.examples = c.examples(train, self.seed)
             self.model, self.params, self.losses = train_ranker(
                 self.examples, train.num_users, train.num_items, c, self.seed
             )

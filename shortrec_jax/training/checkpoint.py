@@ -35,8 +35,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from ml_collections import ConfigDict
+
+from shortrec_jax.training.parallel import path_names
 
 PyTree = Any
 # Where a resumed run moves the checkpoints it found corrupt (beside "checkpoints", which
@@ -319,30 +322,22 @@ def state_checksums(state: PyTree) -> dict[str, str]:
     """Array path ("params/embedding/table") -> its dtype, shape and a checksum of its bits.
 
     Two 32-bit sums per array: of its words, and of its words times odd weights (2i + 1).
-    Any change of one word changes both; they cover the bytes Orbax writes for the array, and
-    only a device-to-host copy of two numbers per array is needed.
+    Any change of one word changes both; they cover the bytes Orbax writes for the array.
+    On accelerators and across processes they are computed where the arrays are, so only two
+    numbers per array come to the host; arrays already in this process's memory (CPU) are
+    summed by NumPy, the same values without compiling a program (seconds on a 2-core CPU,
+    paid at a run's first save and at every restore onto a new device layout).
     """
     with_paths = jax.tree_util.tree_leaves_with_path(state)
     leaves = [x for _, x in with_paths]
-    sums = jax.device_get(_fingerprints(leaves))
+    if all(_in_host_memory(x) for x in leaves):
+        sums = [_host_fingerprint(np.asarray(x)) for x in leaves]
+    else:
+        sums = jax.device_get(_fingerprints(leaves))
     return {
-        _path_name(p): f"{a.dtype}{list(a.shape)}:{int(s[0]):08x}{int(s[1]):08x}"
+        "/".join(path_names(p)): f"{a.dtype}{list(a.shape)}:{int(s[0]):08x}{int(s[1]):08x}"
         for (p, a), s in zip(with_paths, sums, strict=True)
     }
-
-
-def _path_name(path: tuple[Any, ...]) -> str:
-    """ "opt_state/1/0/count": the same for a TrainState and for the dicts and lists a
-    checkpoint restores without a target."""
-    parts = []
-    for key in path:
-        for attr in ("name", "key", "idx"):
-            if hasattr(key, attr):
-                parts.append(str(getattr(key, attr)))
-                break
-        else:
-            parts.append(str(key))
-    return "/".join(parts)
 
 
 @jax.jit
@@ -364,6 +359,33 @@ def _fingerprint(x: jax.Array) -> jax.Array:
     return jnp.stack([jnp.sum(words, dtype=jnp.uint32), jnp.sum(words * weights, dtype=jnp.uint32)])
 
 
+def _in_host_memory(x: Any) -> bool:
+    """Whether `x` is a NumPy array, or a JAX array whole in this process on CPU devices."""
+    if isinstance(x, np.ndarray):
+        return True
+    return (
+        isinstance(x, jax.Array)
+        and x.is_fully_addressable
+        and not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+        and all(d.platform == "cpu" for d in x.sharding.device_set)
+    )
+
+
+def _host_fingerprint(x: np.ndarray) -> np.ndarray:
+    """`_fingerprint` in NumPy: [2] uint32, the same two wrapping sums."""
+    x = np.ascontiguousarray(x)
+    if x.dtype == np.bool_:
+        words = x.astype(np.uint32)
+    else:
+        unsigned = {1: np.uint8, 2: np.uint16, 4: np.uint32}[x.dtype.itemsize]
+        words = x.view(unsigned).astype(np.uint32)
+    words = words.reshape(-1)  # [N]
+    weights = np.arange(words.size, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    return np.array(
+        [np.sum(words, dtype=np.uint32), np.sum(words * weights, dtype=np.uint32)], np.uint32
+    )
+
+
 def meta_checksum(meta: dict[str, Any]) -> str:
     """SHA-256 of the meta JSON, written canonically."""
     return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
@@ -376,10 +398,15 @@ def non_finite_leaf(state: PyTree) -> str | None:
         for p, x in jax.tree_util.tree_leaves_with_path(state)
         if jnp.issubdtype(x.dtype, jnp.floating)
     ]
-    finite = jax.device_get(_all_finite([x for _, x in floating]))
+    leaves = [x for _, x in floating]
+    if all(_in_host_memory(x) for x in leaves):
+        # As in `state_checksums`: no program to compile for arrays already in memory.
+        finite = [bool(np.isfinite(np.asarray(x)).all()) for x in leaves]
+    else:
+        finite = jax.device_get(_all_finite(leaves))
     for (path, _), ok in zip(floating, finite, strict=True):
         if not ok:
-            return _path_name(path)
+            return "/".join(path_names(path))
     return None
 
 

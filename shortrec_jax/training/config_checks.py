@@ -18,6 +18,7 @@ from typing import Any
 
 from ml_collections import ConfigDict
 
+from shortrec_jax.config_files import check_fields
 from shortrec_jax.data.splits import SPLITS
 from shortrec_jax.models import MODELS
 from shortrec_jax.schema import BatchLayout
@@ -166,9 +167,10 @@ def _validate_model(config: ConfigDict) -> None:
         )
     fields = {f.name: f for f in dataclasses.fields(entry.config)}
     values = {k: v for k, v in config.model.to_dict().items() if k != "name"}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"config model.{unknown[0]} is not a field of {entry.config.__name__}")
+    try:
+        check_fields(entry.config, values, "config model")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     # ConfigDict fields cannot switch between None and a string, so "" stands for None.
     values = {
         k: None if v == "" and fields[k].default is None else tuple(v) if isinstance(v, list) else v

@@ -20,7 +20,7 @@ from shortrec_jax.data.features import FeatureEncoder
 from shortrec_jax.data.splits import Split
 from shortrec_jax.metrics import auc, logloss
 from shortrec_jax.models import get_model
-from shortrec_jax.training.task_common import load_split, model_config, padded_rows
+from shortrec_jax.training.task_common import model_config, padded_rows, task_split
 
 PyTree = Any
 
@@ -109,9 +109,8 @@ class CTRTask:
         return tuple(self.arrays)
 
     def prepare(self, workdir: Path) -> None:
-        split = self.split if self.split is not None else load_split(self.config)
-        if split.valid is None:
-            raise ValueError("the CTR task needs a validation part; use 3 data.fractions")
+        no_valid = "the CTR task needs a validation part; use 3 data.fractions"
+        split = task_split(self.config, self.split, no_valid)
         encoder_path = workdir / "encoders" / "features.json"
         if encoder_path.exists():
             # A resumed run keeps the vocabulary its parameters were trained with.

@@ -81,14 +81,18 @@ def psum_data(tree: PyTree) -> PyTree:
     return jax.lax.psum(tree, DATA_AXIS)
 
 
-def _path_names(path: tuple[Any, ...]) -> tuple[str, ...]:
-    """The key names of a pytree path: dict keys, attribute names and sequence indices."""
+def path_names(path: tuple[Any, ...]) -> tuple[str, ...]:
+    """The key names of a pytree path: dict keys, attribute names and sequence indices, the
+    same for a TrainState and for the dicts and lists a checkpoint restores without a target
+    ("/".join of them: "opt_state/1/0/count")."""
     names = []
     for entry in path:
         for attr in ("key", "name", "idx"):
             if hasattr(entry, attr):
                 names.append(str(getattr(entry, attr)))
                 break
+        else:
+            names.append(str(entry))
     return tuple(names)
 
 
@@ -156,7 +160,7 @@ class Partitioner:
         )
 
     def _is_table(self, path: tuple[Any, ...]) -> bool:
-        names = _path_names(path)
+        names = path_names(path)
         return any(names[-len(t) :] == t for t in self.sharded_tables)
 
     def shardings(self, tree: PyTree) -> PyTree:
@@ -171,7 +175,7 @@ class Partitioner:
                 return self.replicated
             rows = x.shape[0]
             if rows % self.model_size:
-                name = "/".join(_path_names(path))
+                name = "/".join(path_names(path))
                 raise ValueError(
                     f"{name} has {rows:,} rows, which do not split evenly over "
                     f"parallel.model_axis_size={self.model_size} devices; choose a size that "

@@ -16,6 +16,7 @@ from typing import Any
 import jax
 from ml_collections import ConfigDict
 
+from shortrec_jax.config_files import dotted_fields
 from shortrec_jax.training.checkpoint import Checkpointer, config_to_json
 from shortrec_jax.training.guards import TrainingInterrupted
 from shortrec_jax.training.parallel import Partitioner
@@ -39,23 +40,13 @@ RESUMABLE_CHANGES = (
 )
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def check_config_matches(config: ConfigDict, workdir: Path) -> None:
     """Refuses to resume a run directory with a config of another experiment."""
     path = workdir / "config.json"
     if not path.exists():
         return
-    old = _flatten(json.loads(path.read_text()))
-    new = _flatten(config_to_json(config))
+    old = dotted_fields(json.loads(path.read_text()))
+    new = dotted_fields(config_to_json(config))
     changed = sorted(
         k
         for k in old.keys() | new.keys()

@@ -30,7 +30,7 @@ from shortrec_jax.metrics import rank_metrics_from_ranks
 from shortrec_jax.models import get_model
 from shortrec_jax.models.seq_losses import sampled_softmax_loss, softmax_loss
 from shortrec_jax.models.transformer import next_item_scores
-from shortrec_jax.training.task_common import load_split, model_config
+from shortrec_jax.training.task_common import model_config, task_split
 from shortrec_jax.vocabulary import ItemVocabulary
 
 PyTree = Any
@@ -86,12 +86,10 @@ class ClozeTask:
         )
 
     def prepare(self, workdir: Path) -> None:
-        split = self.split if self.split is not None else load_split(self.config)
-        if split.valid is None:
-            raise ValueError(
-                f"the {self.config.model.name} task needs a validation part "
-                "(data.split=leave_one_out)"
-            )
+        no_valid = (
+            f"the {self.config.model.name} task needs a validation part (data.split=leave_one_out)"
+        )
+        split = task_split(self.config, self.split, no_valid)
         self.num_items = split.train.num_items
         self.item_ids = split.train.item_ids
         self.windows = self._train_windows(SequenceData.from_dataset(split.train))

@@ -38,6 +38,15 @@ def load_split(config: ConfigDict) -> Split:
     return SPLITS[data.split](ds, **{k: options[k] for k in _SPLIT_OPTIONS[data.split]})
 
 
+def task_split(config: ConfigDict, split: Split | None, no_valid: str) -> Split:
+    """A task's data: `split` when given, else `load_split(config)`; a split without a
+    validation part (early stopping, the best checkpoint) raises ValueError(`no_valid`)."""
+    split = split if split is not None else load_split(config)
+    if split.valid is None:
+        raise ValueError(no_valid)
+    return split
+
+
 def model_config(config: ConfigDict, **fixed: Any) -> Any:
     """The model's frozen config dataclass from `config.model` (name dropped), plus `fixed`.
 

@@ -1,0 +1,69 @@
+"""Small training runs for the tests: the run settings every shrunk training config shares, the
+shrunk sequence-model configs, and the one-device Adam step of the sequence models' learning
+tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import jax
+import optax
+from ml_collections import ConfigDict
+
+from shortrec_jax.models.seq_losses import softmax_loss
+
+
+def quick_run(config: ConfigDict, *, batch_size: int, eval_batch_size: int) -> ConfigDict:
+    """Shrinks `config`'s run, in place, to two epochs of small logged steps; returns it."""
+    config.train.batch_size = batch_size
+    config.train.num_epochs = 2
+    config.train.warmup_steps = 2
+    config.train.log_every_steps = 2
+    # 8 simulated devices share 2 cores: keep one step in flight (see DESIGN.md).
+    config.train.max_steps_in_flight = 1
+    config.eval.batch_size = eval_batch_size
+    config.log.progress_bar = False
+    return config
+
+
+def small_sequence_config(module: ModuleType) -> ConfigDict:
+    """A sequence model's config (`module.get_config()`: SASRec, BERT4Rec) on 30% of the data,
+    16-item windows and a 16-wide model, run by `quick_run`."""
+    config = quick_run(module.get_config(), batch_size=64, eval_batch_size=128)
+    config.data.subsample = 0.3
+    config.data.max_len = 16
+    config.model.hidden = 16
+    config.model.inner = 32
+    return config
+
+
+def one_layer_bert4rec(config: ConfigDict) -> ConfigDict:
+    """Shrinks a small BERT4Rec config, in place, to one epoch of one 8-wide layer on 8-item
+    windows; returns it."""
+    config.data.max_len = 8
+    # One Transformer layer: compiling the step for 8 simulated devices is most of the time.
+    config.model.num_layers = 1
+    config.model.hidden = 8
+    config.model.inner = 16
+    config.train.num_epochs = 1
+    return config
+
+
+def softmax_step(model: Any, tx: optax.GradientTransformation) -> Callable[..., Any]:
+    """A jitted step of `tx` on the full-softmax next-item loss of `model`:
+    (params, opt_state, inputs [B, L], labels [B, L], weights [B, L], rng) ->
+    (params, opt_state, mean loss)."""
+
+    @jax.jit
+    def step(params, opt_state, inputs, labels, weights, rng):
+        def loss_fn(p):
+            loss, count = softmax_loss(model, p, inputs, labels, weights, rng)
+            return loss / count
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step
