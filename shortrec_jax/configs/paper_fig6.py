@@ -134,10 +134,11 @@ def deep_recipe() -> ConfigDict:
 
     A short schedule: 4 epochs of batch 1,024 at a peak learning rate of 5e-3 (the cosine
     decay of configs/xdeepfm_ml100k.py over 4 epochs instead of up to 12 epochs of batch
-    2,048 at 3e-3 with early stopping, 8 to 10 epochs here): under half the arithmetic, and
+    2,048 with early stopping, 8 to 10 epochs here at its then 3e-3): under half the work, and
     precision within the spread between splits (seeds 2020-2022, xDeepFM P@1 / P@5 / P@10
-    0.801 / 0.716 / 0.672 against 0.794 / 0.719 / 0.670; benchmarks/RESULTS.md). And tables rounded to one size, so that the repeats' runs
-    share one compilation (their training parts' vocabularies differ by a few ids).
+    0.801 / 0.716 / 0.672 against 0.794 / 0.719 / 0.670; benchmarks/RESULTS.md). And tables
+    rounded to one size, so that the repeats' runs share one compilation (their training
+    parts' vocabularies differ by a few ids).
     """
     recipe = ConfigDict()
     recipe.train = ConfigDict()
