@@ -59,6 +59,19 @@ def test_ctr_method_trains_on_the_given_split_and_scores_any_pairs(tmp_path, sma
     full = method.score_all(users)
     assert full.shape == (5, small_data.num_items)
     np.testing.assert_allclose(full[0, :3], scores[0], rtol=1e-6)
+    # A padded candidate matrix (rows filled with one repeated item): each distinct pair
+    # reaches the model once, and every copy gets the score the pair gets alone.
+    scored = []
+    score_pairs = method.scorer.score_pairs
+    method.scorer.score_pairs = lambda u, i, side: scored.append(u.size) or score_pairs(u, i, side)
+    padded = np.array([[0, 1, 2, 0, 0], [3, 4, -1, 3, 3], [5, 5, 5, 5, 5]])
+    padded_scores = method.score(users[:3], padded)
+    assert scored == [7]
+    for r in range(3):
+        for c in range(5):
+            alone = full[r, padded[r, c]] if padded[r, c] >= 0 else scores[1, 2]
+            np.testing.assert_allclose(padded_scores[r, c], alone, rtol=1e-6)
+    method.scorer.score_pairs = score_pairs
     top = method.recommend(users, 10, exclude=split.train)
     seen = {
         (u, i) for u, i in zip(split.train.users.tolist(), split.train.items.tolist(), strict=True)

@@ -98,5 +98,10 @@ def get_config() -> ConfigDict:
 
     config.checkpoint = common.checkpoint()
     config.parallel = common.parallel()
+    # Round the embedding and linear tables' rows up to a multiple of this (1 = the exact
+    # vocabulary). Training parts of different splits have vocabularies a few ids apart; one
+    # rounded size gives them one parameter shape, so a process that trains on several
+    # (evaluate.py's repeats) compiles its steps once. The extra rows belong to no id.
+    config.parallel.table_rows_multiple = 1
     config.log = common.log()
     return config

@@ -106,11 +106,17 @@ class CTRMethod(_RunMethod):
         """
         if self.scorer is None or self.side is None:
             raise RuntimeError(f"{self.name}: call fit() (or from_run) before scoring")
-        users = np.asarray(users)
-        items = np.asarray(items)
+        users = np.asarray(users, np.int64)
+        items = np.asarray(items, np.int64)
         flat_users = np.repeat(users, items.shape[1])
-        out = self.scorer.score_pairs(flat_users, items.reshape(-1), self.side)
-        return out.reshape(items.shape)
+        flat_items = items.reshape(-1)
+        # Each distinct pair is scored once: the protocols' candidate matrices are padded to
+        # the longest row with one repeated item (the paper protocol's [U, C] is about 7x
+        # its real pairs), and the model's forward pass is what costs.
+        keys = (flat_users + 1) * (self.side.num_items + 1) + (flat_items + 1)
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        out = self.scorer.score_pairs(flat_users[first], flat_items[first], self.side)
+        return out[inverse.reshape(-1)].reshape(items.shape)
 
     def score_all(self, users: np.ndarray) -> np.ndarray:
         """[B, I] scores of every item for each of `users` ([B])."""

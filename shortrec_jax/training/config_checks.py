@@ -115,6 +115,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "checkpoint.async_save": _boolean(),
     "checkpoint.every_steps": _at_least(0),
     "parallel.model_axis_size": _at_least(1),
+    "parallel.table_rows_multiple": _at_least(1),
     "log.tensorboard": _boolean(),
     "log.progress_bar": _boolean(),
 }

@@ -25,7 +25,13 @@ PyTree = Any
 
 
 class Task(Protocol):
-    """What a model family provides to the loop. Batches are host NumPy dicts of fixed shape."""
+    """What a model family provides to the loop. Batches are host NumPy dicts of fixed shape.
+
+    Optionally, a `functions` attribute: a hashable value holding the task's pure
+    `init_params`, `loss_sums` and `predict` and comparing equal exactly when they compute the
+    same (`CTRTask.functions`); runs of one process with equal ones then share their compiled
+    steps (`step_cache.py`). A task without it gets fresh steps every run.
+    """
 
     #: the validation metric that picks the best checkpoint and drives early stopping.
     best_metric: str

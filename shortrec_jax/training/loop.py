@@ -14,15 +14,20 @@ config, encoders, logs and results.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
+import optax
 from ml_collections import ConfigDict
 
 from shortrec_jax.data.splits import Split
 from shortrec_jax.io import write_json_atomic
+from shortrec_jax.training import step_cache
 from shortrec_jax.training.checkpoint import Checkpointer, config_to_json
 from shortrec_jax.training.config_checks import validate_config
 from shortrec_jax.training.contract import Session, Task
@@ -47,6 +52,8 @@ from shortrec_jax.training.validation import (
     validate_and_save,
     validate_now,
 )
+
+PyTree = Any
 
 
 def train_and_evaluate(
@@ -141,12 +148,11 @@ def _open_session(
     from (restored from the latest checkpoint, or initialised from the seed)."""
     train_cfg = config.train
     steps_per_epoch = task.steps_per_epoch(train_cfg.batch_size)
-    tx = make_optimizer(train_cfg, steps_per_epoch * train_cfg.num_epochs)
+    total_steps = steps_per_epoch * train_cfg.num_epochs
+    tx = make_optimizer(train_cfg, total_steps)
     init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
-
-    def init_fn(key: jax.Array) -> TrainState:
-        return TrainState.create(task.init_params(key), tx)
-
+    shared = _SharedSteps.of(config, task, partitioner, tx, total_steps)
+    init_fn = shared.init_fn()
     ckpt = Checkpointer(
         workdir,
         keep=config.checkpoint.keep,
@@ -167,15 +173,75 @@ def _open_session(
         ckpt=ckpt,
         logger=MetricLogger(workdir, tensorboard=config.log.tensorboard),
         stop=stop,
-        train_step=partitioner.compile_train_step(
-            make_train_step(task.loss_sums, tx), state_shardings
-        ),
-        eval_step=partitioner.compile_eval_step(make_eval_step(task.predict)),
+        train_step=shared.train_step(state_shardings),
+        eval_step=shared.eval_step(),
         train_rng=train_rng,
         abstract_state=abstract_state,
         steps_per_epoch=steps_per_epoch,
     )
     return session, state, meta
+
+
+@dataclasses.dataclass(frozen=True)
+class _SharedSteps:
+    """A run's init function and jitted steps, shared with earlier runs of this process that
+    had the same model functions, optimiser settings and devices (`step_cache`): jit then
+    finds their compilations instead of compiling again.
+
+    A task opts in with a hashable `functions` attribute holding its pure init, loss and
+    predict functions (`CTRTask.functions`); any other task gets fresh ones (key None).
+    """
+
+    task: Task
+    partitioner: Partitioner
+    tx: optax.GradientTransformation
+    key: tuple[Any, ...] | None
+
+    @classmethod
+    def of(
+        cls,
+        config: ConfigDict,
+        task: Task,
+        partitioner: Partitioner,
+        tx: optax.GradientTransformation,
+        total_steps: int,
+    ) -> _SharedSteps:
+        functions = getattr(task, "functions", None)
+        key = None
+        if functions is not None:
+            # The optimiser is made from config.train and the run's length, nothing else.
+            optimiser = json.dumps(config.train.to_dict(), sort_keys=True, default=str)
+            key = (functions, optimiser, total_steps, partitioner.layout)
+        return cls(task, partitioner, tx, key)
+
+    def _functions(self) -> Any:
+        return self.task if self.key is None else self.key[0]
+
+    def _key(self, name: str) -> tuple[Any, ...] | None:
+        return None if self.key is None else (name, *self.key)
+
+    def init_fn(self) -> Callable[[jax.Array], TrainState]:
+        """`init_fn(rng) -> TrainState`, one function object per key (jit caches by it)."""
+        init_params, tx = self._functions().init_params, self.tx
+
+        def init_fn(rng: jax.Array) -> TrainState:
+            return TrainState.create(init_params(rng), tx)
+
+        return step_cache.shared(self._key("init"), lambda: init_fn)
+
+    def train_step(self, state_shardings: PyTree) -> Any:
+        """`Partitioner.compile_train_step` of the task's loss and the optimiser."""
+        step = make_train_step(self._functions().loss_sums, self.tx)
+        return step_cache.shared(
+            self._key("train"), lambda: self.partitioner.compile_train_step(step, state_shardings)
+        )
+
+    def eval_step(self) -> Any:
+        """`Partitioner.compile_eval_step` of the task's predict."""
+        step = make_eval_step(self._functions().predict)
+        return step_cache.shared(
+            self._key("eval"), lambda: self.partitioner.compile_eval_step(step)
+        )
 
 
 def _fit(session: Session, state: TrainState, meta: dict[str, Any]) -> None:

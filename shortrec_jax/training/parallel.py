@@ -149,6 +149,16 @@ class Partitioner:
         """Devices that split each sharded table (the size of the "model" axis)."""
         return int(self.mesh.shape[MODEL_AXIS])
 
+    @property
+    def layout(self) -> tuple[Any, ...]:
+        """What compiled steps depend on, as a hashable: the mesh's device ids and axis sizes
+        and the row-sharded table paths."""
+        return (
+            tuple(int(d.id) for d in self.mesh.devices.flat),
+            tuple(self.mesh.shape.items()),
+            self.sharded_tables,
+        )
+
     def _is_table(self, path: tuple[Any, ...]) -> bool:
         names = path_names(path)
         return any(names[-len(t) :] == t for t in self.sharded_tables)

@@ -78,7 +78,7 @@ class TrainedRun:
         """The run of a prepared or restored task with these parameters."""
         if task.family == "ctr":
             extra = {"encoder": task.encoder}
-            predict = task.probabilities
+            predict = task.functions.probabilities
         else:
             extra = {"item_ids": task.item_ids}
             predict = task.next_item_scores

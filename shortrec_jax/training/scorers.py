@@ -20,6 +20,7 @@ import numpy as np
 
 from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.sequences import eval_inputs
+from shortrec_jax.training import step_cache
 from shortrec_jax.training.run import TrainedRun
 
 
@@ -44,7 +45,8 @@ def _chunked(
 
 def _own(predict: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     """A new function object calling `predict`: jit keeps its compilation cache per function,
-    so each scorer's `compilations()` counts its own shapes only."""
+    so each scorer's `compilations()` counts its own shapes only (or those of the scorers
+    that share it: equal models, one batch size)."""
     return lambda params, inputs: predict(params, inputs)
 
 
@@ -68,7 +70,12 @@ class CTRScorer:
         self.run = run
         self.encoder = run.encoder
         self.batch_size = batch_size
-        self._predict = jax.jit(_own(run.predict))
+        # A CTR run's predict is its model's sigmoid output, so scorers of equal models (Flax
+        # modules compare by their config) with one batch size share the compiled function:
+        # a new repeat's run does not compile again.
+        self._predict = step_cache.shared(
+            ("ctr_scorer", run.model, batch_size), lambda: jax.jit(_own(run.predict))
+        )
 
     def compilations(self) -> int:
         """How many input shapes the model has been compiled for (1 after the first call)."""
