@@ -28,7 +28,6 @@ Launch:
 from ml_collections import ConfigDict, config_dict
 
 from shortrec_jax.configs import common
-from shortrec_jax.data.side_files import side_file_config
 
 
 def method_configs() -> ConfigDict:
@@ -156,13 +155,7 @@ def get_config() -> ConfigDict:
     config.seed = 2020
     config.repeats = 10
 
-    config.data = ConfigDict()
-    # A source name for shortrec_jax.data.load, and its loader's keyword options.
-    config.data.source = "ml-100k"
-    config.data.source_options = ConfigDict()
-    # Item and user metadata files joined by id (shortrec_jax/data/side_files.py); path "" = none.
-    config.data.item_side = side_file_config()
-    config.data.user_side = side_file_config()
+    config.data = common.data(subsample=False)
 
     # The methods compared, in the order of the plot and table; comma-separated on the
     # command line: --config.method_names=item-cf,random.
