@@ -36,12 +36,13 @@ kept (validation NDCG@10 at the end of the same budget): the paper's post-LN enc
 mask 0.4 and batch 256 (the previous recipe, 0.072, test 0.056); pre-LN alone (0.031 at step
 200 against 0.060 with the relative bias); 8 heads (0.093); mask 0.4 (0.092); BERT-sized
 initialisation 0.1 instead of 0.02 (no faster start); last-item rows cut at a random item
-(0.094). A longer budget: 20 epochs gave test NDCG@10 0.080, 0.078 and 0.056 (seeds 2020-2022;
-the last stopped early at step 600), 30 epochs 0.075 (seed 2020). Validation overstates the test on this split for every method measured: recency-cf
-(fitted on the training part, scored on the validation targets with the library's
-RecencyItemCF; evaluate.py scores the test only) 0.100 against 0.080 on test, EASE 0.079
-against 0.071, this model 0.081-0.096 against 0.062-0.071; the ranking on validation chose
-the recipe, the test only reports it.
+(0.094). A longer budget: 20 epochs gave test NDCG@10 0.080, 0.078 and 0.056 (seeds
+2020-2022; the last stopped early at step 600), 30 epochs 0.075 (seed 2020). Validation
+overstates the test on this split for every method measured: recency-cf (fitted on the
+training part, scored on the validation targets with the library's RecencyItemCF;
+evaluate.py scores the test only) 0.100 against 0.080 on test, EASE 0.079 against 0.071,
+this model 0.081-0.096 against 0.062-0.071; the ranking on validation chose the recipe, the
+test only reports it.
 
 References (docs/references.md, same protocol and data, 2 CPU cores): RecBole 1.2.1 BERT4Rec HR@10
 0.071 / NDCG@10 0.034 and SASRec 0.106 / 0.052 (both capped at 19 minutes); item-CF with
