@@ -95,8 +95,13 @@ def run_train(config: str | None, layout: str, workdir: Path) -> dict[str, Any]:
 
 
 def _to_best(run: dict[str, Any]) -> float:
-    """Seconds from launch to the end of the validation of the best epoch."""
-    valid = [r for r in run["log"] if r["kind"] == "valid" and r["epoch"] == run["best_epoch"]]
+    """Seconds from launch to the end of the validation that found the best checkpoint.
+
+    Matched by step: with a step cadence (`train.eval_every_steps`) the best epoch is a
+    fraction that need not equal the logged one to the last bit."""
+    valid = [r for r in run["log"] if r["kind"] == "valid" and r["step"] == run["best_step"]]
+    if not valid:
+        raise RuntimeError(f"no validation record at the best step {run['best_step']}")
     return valid[-1]["time"] - run["launched"]
 
 
