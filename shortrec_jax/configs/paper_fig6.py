@@ -13,13 +13,13 @@ What it should reach (docs/references.md, the same protocol): random order P@1/P
 seed 2020): item-cf 0.818/0.729/0.677, random 0.567/0.574/0.574. The README has the plot
 and table of the full run; a deep model earns its place only above the item-CF row.
 
-Time on 2 CPU cores: one full run, 10 repeats of every method, took 536 CPU-seconds (16.8
-minutes of wall time on a machine shared with other jobs, load average 9-10 on its 2 cores;
-benchmarks/RESULTS.md): xDeepFM 78% of that wall time, the baselines together 15 s per
-repeat (the knowledge-graph method half of it). The deep models train this protocol's short
-recipe (`deep_recipe`), and the repeats reuse one compilation of their steps. A restarted run
-skips the repeats it finished. Quicker variants: `--config.repeats=3`, or leave the deep models out
-with `--config.method_names=item-cf,user-cf,content,kg,tag-cf,pop,item-mean,random`.
+Time on 2 CPU cores: one full run, 10 repeats of every method, took 5 minutes 12 seconds on
+the quiet machine (509 CPU-seconds; benchmarks/RESULTS.md): xDeepFM 211 s of it, the
+baselines together about 7 s per repeat (the knowledge-graph method about half). The deep
+models train this protocol's short recipe (`deep_recipe`), and the repeats reuse one
+compilation of their steps. A restarted run skips the repeats it finished. Quicker variants:
+`--config.repeats=3`, or leave the deep models out with
+`--config.method_names=item-cf,user-cf,content,kg,tag-cf,pop,item-mean,random`.
 
 Launch:
   python evaluate.py --config=configs/paper_fig6.py --workdir=runs/paper_fig6
