@@ -16,13 +16,19 @@ models: BERT4Rec reads its state at the mask token, SASRec (causal) at the last 
   out = LN(A + Dropout(FFN(A))), FFN(x) = GELU(x W1 + b1) W2 + b2. Keys at padded positions
   are masked out, so padding never changes a real position's output. Attention is
   bidirectional, or causal (`config.causal`: a position sees itself and earlier ones only).
+  With `config.pre_norm` the layers are pre-LN instead: A = X + Dropout(MH(LN(X))),
+  out = A + Dropout(FFN(LN(A))), and one LayerNorm follows the last layer. With
+  `config.relative_bias` each layer adds a learned bias per head and query-key distance to
+  the attention logits (started at ALiBi's recency penalties); distances, unlike absolute
+  positions, are the same whatever the padding.
 - Output: z = LN(GELU(h W_P + b_P)); logits = z E^T + b_O, with `E` the SAME item table as
   the input (tied) and `b_O` one bias per vocabulary id. Logits are float32; the pad and mask
   columns are -inf, so a softmax runs over real items only.
 
 The output head's LayerNorm follows the BERT4Rec authors' code (BERT's masked-LM head). GELU
 is the exact (erf) form. SASRec's paper scores h E^T directly and uses pre-LN blocks; here it
-keeps the shared post-LN blocks and head (one code path, measured in the README).
+keeps the shared post-LN blocks and head (one code path, measured in the README); the shipped
+BERT4Rec config uses the pre-LN layers and the relative bias (configs/bert4rec_ml100k.py).
 
 Attention uses `jax.nn.dot_product_attention`, so `attention_implementation="cudnn"` selects
 cuDNN's fused kernel on NVIDIA GPUs. That function has no dropout, so when training with
