@@ -9,7 +9,9 @@ details open; the choices made here, and why, are in `KnowledgeGraphCF`'s docstr
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -20,7 +22,7 @@ import scipy.sparse as sp
 
 from shortrec_jax.baselines.cosine_cf import ItemCF
 from shortrec_jax.baselines.item_tokens import item_kg_edges
-from shortrec_jax.baselines.similarity import BlockFn, cosine_blocks
+from shortrec_jax.baselines.similarity import BlockFn, cosine_blocks, csr_rows_padded
 from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.splits import random_split
 
@@ -47,6 +49,13 @@ class TransE:
         """||e_h + r - e_t||_2 for [N] index arrays: [N] float32 (lower = more plausible)."""
         diff = self.entity[heads] + self.relation[relations] - self.entity[tails]
         return np.linalg.norm(diff, axis=1).astype(np.float32)
+
+
+# TransE embeddings by (knowledge graph, training settings). They depend on the KG alone, not
+# on the ratings, so the fits of one process that share a KG and a seed (the validation
+# slice, alpha trials, the training shares of one repeat of Fig. 7) train them once.
+_TRANSE_CACHE: collections.OrderedDict[tuple, TransE] = collections.OrderedDict()
+_TRANSE_CACHE_SIZE = 4
 
 
 def train_transe(
@@ -222,35 +231,48 @@ class KnowledgeGraphCF(ItemCF):
     - Path types are the item -> entity -> item paths of each relation (movie-director-movie,
       movie-actor-movie, ...): the paths that connect two films through one shared fact.
       Longer paths multiply hubs and mostly re-find what behaviour already knows.
-    - The weights w (one per relation and one for the embeddings) are fitted, as the Path
-      Ranking Algorithm fits its path weights, by non-negative least squares of the training
-      behaviour similarity on the semantic features over the pairs of linked items. The
-      semantic similarity is then an estimate of behaviour similarity from the KG alone, on
-      the same scale, so alpha mixes like with like; non-negative, because sharing a director
-      should never make two films less alike. fit_weights=False uses fixed weights instead:
-      (1 - embedding_weight) spread evenly over the relations, embedding_weight on TransE.
-    - Negative embedding cosines are clipped to 0: only positive similarities are neighbours.
+    - validation_weights=True chooses alpha and the weights w (one per relation and one for
+      the embeddings) on validation data, as the Path Ranking Algorithm learns its path
+      weights from held-out facts: a seeded `validation_share` of the training ratings is held
+      out, the baseline and the behaviour cosine are computed on the rest (the KG parts need
+      no ratings), and alpha and w are those whose similarity best predicts the held-out
+      ratings (`_fit_on_held_out`). The method is then fitted on the whole training part
+      with them; the test part is never seen.
+    - Otherwise (validation_weights=False) w is fitted by non-negative least squares of the
+      training behaviour similarity on the semantic features over the pairs of linked items
+      (the semantic similarity then estimates behaviour from the KG alone, on its scale), or
+      with fit_weights=False fixed: (1 - embedding_weight) spread evenly over the relations,
+      embedding_weight on TransE; alpha is given.
+    - Weights are non-negative (sharing a director should never make two films less alike),
+      and negative embedding cosines are clipped to 0: only positive similarities are
+      neighbours.
 
     Attributes:
-      alpha: weight of the semantic similarity (0.3; 0 is plain item-CF).
+      alpha: weight of the semantic similarity (0.3; 0 is plain item-CF); ignored when
+        validation_weights or alpha_grid choose it.
       relations: KG relations used for paths; None uses every relation that links an item.
-      fit_weights: fit the semantic weights to behaviour (True) or use fixed ones.
+      validation_weights: choose alpha and w on a held-out slice of the training part; the
+        choice is `validation_fit` (alpha, weights, held-out squared errors).
+      fit_weights: without validation_weights, fit w to behaviour (True) or use fixed ones.
       embedding_weight: TransE's share of the semantic similarity when fit_weights=False.
       dim, epochs, batch_size, margin, learning_rate: TransE's training (`train_transe`).
-      seed: seeds TransE (and the validation slice of alpha_grid).
-      alpha_grid: when given, alpha is chosen from these values on validation data: a seeded
-        `validation_share` of the training ratings is held out, the method is fitted on the
+      seed: seeds TransE and the validation slice.
+      alpha_grid: when given, alpha is chosen from these values on validation data: the
+        method (with w as validation_weights or fit_weights set it) is fitted on the slice's
         rest with each alpha, and the alpha whose predictions give the highest precision@5
         on the held-out ratings (the study's metric: each user's held-out movies ranked, a
-        hit is a rating >= 4) is kept and refitted on all of the training part. `alpha` is
-        then ignored; the choice and the scores are `chosen_alpha` and `validation_scores`.
-      validation_share: the share of training ratings held out to choose alpha.
-      Every ItemCF attribute (k, shrink, values, aggregate, ...) also applies.
+        hit is a rating >= 4) is kept and refitted on all of the training part. The choice
+        and the scores are `chosen_alpha` and `validation_scores`. A single value fixes
+        alpha (alpha_grid=(1.0,) with validation_weights: the fitted KG similarity alone).
+      validation_share: the share of training ratings held out to choose alpha and w.
+      Every ItemCF attribute (k, shrink, values, aggregate, ...) also applies;
+      validation_weights needs a rating prediction (aggregate "mean" or "weighted").
     """
 
     name: ClassVar[str] = "kg"
     alpha: float = 0.3
     relations: Sequence[str] | None = None
+    validation_weights: bool = False
     fit_weights: bool = True
     embedding_weight: float = 0.5
     dim: int = 32
@@ -274,20 +296,39 @@ class KnowledgeGraphCF(ItemCF):
             raise ValueError(
                 f"alpha={self.alpha} and embedding_weight={self.embedding_weight} must be in [0, 1]"
             )
+        if self.validation_weights and self.aggregate == "sum":
+            raise ValueError(
+                "validation_weights=True fits held-out ratings and needs aggregate 'mean' or "
+                "'weighted', got aggregate='sum'"
+            )
+        # Semantic weights chosen before the similarity is built (validation_weights).
+        self._chosen_weights: np.ndarray | None = None
 
     def fit(self, train: Dataset, valid: Dataset | None = None) -> KnowledgeGraphCF:
-        """Fits on `train` (choosing alpha on a slice of it first when alpha_grid is set);
-        `valid` is not used."""
-        if self.alpha_grid is not None:
+        """Fits on `train`, choosing alpha and the weights on a slice of it first when
+        validation_weights or alpha_grid is set; `valid` is not used."""
+        if self.validation_weights or self.alpha_grid is not None:
             inner = random_split(
                 train, (1.0 - self.validation_share, self.validation_share), seed=self.seed
             )
+        if self.validation_weights:
+            self.validation_fit = self._fit_on_held_out(inner.train, inner.test)
+            self.alpha = self.validation_fit["alpha"]
+            self._chosen_weights = np.array(list(self.validation_fit["weights"].values()))
+        if self.alpha_grid is not None:
             scores = {}
-            for alpha in self.alpha_grid:
-                trial = dataclasses.replace(self, alpha=float(alpha), alpha_grid=None)
-                scores[float(alpha)] = _held_out_precision(trial.fit(inner.train), inner.test)
+            if len(self.alpha_grid) > 1:
+                for alpha in self.alpha_grid:
+                    trial = dataclasses.replace(
+                        self, alpha=float(alpha), alpha_grid=None, validation_weights=False
+                    )
+                    trial._chosen_weights = self._chosen_weights
+                    scores[float(alpha)] = _held_out_precision(trial.fit(inner.train), inner.test)
+            else:
+                scores[float(self.alpha_grid[0])] = float("nan")
             self.validation_scores = scores
-            self.chosen_alpha = max(scores, key=lambda a: (scores[a], -a))  # ties: less KG
+            # Ties go to less KG; NaN (a single value, not scored) is taken as it is.
+            self.chosen_alpha = max(scores, key=lambda a: (np.nan_to_num(scores[a]), -a))
             self.alpha = self.chosen_alpha
         return super().fit(train, valid)
 
@@ -306,13 +347,16 @@ class KnowledgeGraphCF(ItemCF):
         """The semantic weights: relation name -> w_r, and "transe" -> w_e."""
         return dict(self._feature_weights)
 
-    def _similarity_blocks(self, train: Dataset, values: sp.csr_array) -> BlockFn:
+    def _kg_parts(
+        self, train: Dataset
+    ) -> tuple[list[str], list[sp.csr_array], np.ndarray, np.ndarray]:
+        """The rating-free parts: (relation names, their Z_r [I, E_r], item vectors [I, D]
+        (0 for unlinked items), linked [I] bool); stores the entities and TransE."""
         if train.kg_triples is None or train.item_entities is None:
             raise ValueError(f"data set {train.name!r} has no knowledge graph for method 'kg'")
-        behaviour = cosine_blocks(values.T.tocsr(), self.shrink)
         names, paths = path_features(train, self.relations)
         indexed, self._entities, _ = entity_vocabulary(train.kg_triples)
-        self._transe = train_transe(
+        self._transe = _cached_transe(
             indexed,
             self._entities.size,
             int(indexed[:, 1].max()) + 1,
@@ -330,7 +374,14 @@ class KnowledgeGraphCF(ItemCF):
         linked = (train.item_entities != "") & (self._entities[rows] == train.item_entities)
         item_vectors = np.zeros((train.num_items, self.dim), dtype=np.float32)  # [I, D]
         item_vectors[linked] = self._transe.entity[rows[linked]]
-        if self.fit_weights:
+        return names, paths, item_vectors, linked
+
+    def _similarity_blocks(self, train: Dataset, values: sp.csr_array) -> BlockFn:
+        behaviour = cosine_blocks(values.T.tocsr(), self.shrink)
+        names, paths, item_vectors, linked = self._kg_parts(train)
+        if self._chosen_weights is not None:
+            weights = self._chosen_weights
+        elif self.fit_weights:
             rated = np.diff(values.T.tocsr().indptr) > 0
             weights = _fit_semantic_weights(paths, item_vectors, behaviour, linked & rated)
         else:
@@ -355,6 +406,142 @@ class KnowledgeGraphCF(ItemCF):
             return np.where(both, alpha * semantic + (1.0 - alpha) * beh, beh)
 
         return block
+
+    def _fit_on_held_out(self, rest: Dataset, held: Dataset) -> dict:
+        """Alpha and the semantic weights that best predict the held-out ratings.
+
+        On `rest` (the training part less the slice): the baseline b, the residuals r - b
+        ("weighted": the ratings) and the behaviour cosine, clipped at 0 as the table keeps
+        positive similarities only. For each held-out (u, i), the all-neighbour prediction
+
+          b_ui + sum_j s(i, j) c_uj / sum_j s(i, j)     (j over the items u rated in `rest`)
+
+        with s(i, j) = (1 - alpha) beh(i, j) + alpha semantic(i, j) when both are linked and
+        beh(i, j) otherwise, is a ratio of sums that are linear in v = (1 - alpha,
+        alpha w): each feature's sums are computed once (`_held_out_sums`), and v >= 0,
+        v_0 <= 1, minimises the mean squared error by L-BFGS-B from plain item-CF (v_0 = 1,
+        the rest 0). The k-nearest cut of the method is left out of this fit (its neighbours
+        depend on the weights being fitted); alpha_grid can then choose alpha with it.
+
+        Returns:
+          {"alpha", "weights" (name -> w, as `feature_weights`), "mse_item_cf" (v at its
+          start), "mse" (at the optimum), "pairs" (held-out ratings used)}.
+        """
+        probe = dataclasses.replace(self, validation_weights=False, alpha_grid=None)
+        values = probe._fit_common(rest, centre_by_user=True)
+        names, paths, item_vectors, linked = self._kg_parts(rest)
+        behaviour = cosine_blocks(values.T.tocsr(), self.shrink)
+        users, items = held.users.astype(np.int64), held.items.astype(np.int64)
+        target = held.ratings.astype(np.float64)
+        if self.aggregate == "mean":
+            target -= probe._baseline.predict(users, items[:, None])[:, 0]
+        sums, masses = _held_out_sums(
+            behaviour, paths, item_vectors, linked, probe._contrib, users, items
+        )
+        # Columns: behaviour on unlinked pairs (weight 1), on linked pairs (1 - alpha), then
+        # the semantic features (alpha w).
+        fixed_sums, fixed_masses = sums[:, 0], masses[:, 0]
+        sums, masses = sums[:, 1:], masses[:, 1:]
+
+        def loss(v: np.ndarray) -> tuple[float, np.ndarray]:
+            num = fixed_sums + sums @ v
+            den = fixed_masses + masses @ v
+            safe = np.where(den > 0, den, 1.0)
+            pred = np.where(den > 0, num / safe, 0.0)
+            err = pred - target
+            # d pred / d v_f = (sums_f - pred masses_f) / den.
+            grad = ((sums - pred[:, None] * masses) / safe[:, None] * (den > 0)[:, None]).T @ err
+            return float(np.mean(err * err)), 2.0 * grad / max(1, err.size)
+
+        start = np.zeros(sums.shape[1])
+        start[0] = 1.0
+        bounds = [(0.0, 1.0)] + [(0.0, None)] * (sums.shape[1] - 1)
+        found = scipy.optimize.minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds)
+        v = found.x
+        alpha = float(1.0 - v[0])
+        # At alpha = 0 the semantic weights are unused; they keep the fitted scale of v.
+        weights = v[1:] / alpha if alpha > 0 else v[1:]
+        return {
+            "alpha": alpha,
+            "weights": dict(zip([*names, "transe"], weights.tolist(), strict=True)),
+            "mse_item_cf": loss(start)[0],
+            "mse": float(found.fun),
+            "pairs": int(users.size),
+        }
+
+
+def _cached_transe(triples: np.ndarray, num_entities: int, num_relations: int, **kw) -> TransE:
+    """`train_transe(triples, num_entities, num_relations, **kw)`, trained once per process
+    for equal arguments (`_TRANSE_CACHE`)."""
+    digest = hashlib.sha256(np.ascontiguousarray(triples).tobytes()).hexdigest()
+    key = (digest, triples.shape, num_entities, num_relations, tuple(sorted(kw.items())))
+    if key not in _TRANSE_CACHE:
+        _TRANSE_CACHE[key] = train_transe(triples, num_entities, num_relations, **kw)
+        while len(_TRANSE_CACHE) > _TRANSE_CACHE_SIZE:
+            _TRANSE_CACHE.popitem(last=False)
+    _TRANSE_CACHE.move_to_end(key)
+    return _TRANSE_CACHE[key]
+
+
+def _held_out_sums(
+    behaviour: BlockFn,
+    paths: list[sp.csr_array],
+    item_vectors: np.ndarray,
+    linked: np.ndarray,
+    contrib: sp.csr_array,
+    users: np.ndarray,
+    items: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per held-out pair and similarity feature, the neighbour sums of `_fit_on_held_out`.
+
+    Features f: 0 the clipped behaviour cosine on pairs with an unlinked item, 1 the same on
+    linked pairs, then P_r for each relation, then the clipped TransE cosine (0 on pairs with
+    an unlinked item, as the method uses them).
+
+    Args:
+      behaviour: the behaviour cosine's block function ([c, I] rows).
+      paths: the Z_r [I, E_r] of `path_features`.
+      item_vectors: [I, D] unit entity embeddings (0 for unlinked items).
+      linked: [I] bool.
+      contrib: [U, I] CSR, what a neighbour contributes (residuals or ratings).
+      users, items: [N] int, the held-out pairs.
+
+    Returns:
+      (sums [N, F], masses [N, F]) float64: sum_j s_f(i, j) c_uj and sum_j s_f(i, j) over
+      the items j that u has in `contrib`.
+    """
+    num_items = item_vectors.shape[0]
+    num_features = len(paths) + 3
+    sums = np.zeros((users.size, num_features))
+    masses = np.zeros((users.size, num_features))
+    order = np.argsort(items, kind="stable")
+    bounds = np.searchsorted(items[order], np.arange(num_items + 1))
+    chunk = max(1, _FIT_BLOCK_ELEMENTS // (num_items * num_features))
+    for r0 in range(0, num_items, chunk):
+        r1 = min(num_items, r0 + chunk)
+        pairs = order[bounds[r0] : bounds[r1]]
+        if pairs.size == 0:
+            continue
+        feats = np.empty((num_features, r1 - r0, num_items), dtype=np.float32)  # [F, c, I]
+        beh = np.maximum(behaviour(r0, r1), 0.0)
+        both = linked[r0:r1, None] & linked[None, :]
+        feats[0] = np.where(both, 0.0, beh)
+        feats[1] = np.where(both, beh, 0.0)
+        for f, z in enumerate(paths, start=2):
+            feats[f] = (z[r0:r1] @ z.T).toarray()
+        feats[-1] = np.maximum(item_vectors[r0:r1] @ item_vectors.T, 0.0)
+        # Pairs in parts whose gathered [F, n, L] stays about the size of `feats`.
+        lengths = np.diff(contrib.indptr)[users[pairs]]
+        part = max(1, _FIT_BLOCK_ELEMENTS // (num_features * max(1, int(lengths.max()))))
+        for p0 in range(0, pairs.size, part):
+            some = pairs[p0 : p0 + part]
+            history, values = csr_rows_padded(contrib, users[some])  # [n, L]
+            present = history >= 0
+            rows = (items[some] - r0)[:, None]
+            s = feats[:, rows, np.where(present, history, 0)] * present  # [F, n, L]
+            sums[some] = np.einsum("fnl,nl->nf", s, values)
+            masses[some] = s.sum(axis=2).T
+    return sums, masses
 
 
 def _held_out_precision(method: ItemCF, held: Dataset, n: int = 5, like: float = 4.0) -> float:
