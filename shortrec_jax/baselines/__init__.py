@@ -22,6 +22,8 @@ BASELINES: dict[str, type[Method]] = {
     "user-cf": UserCF,
     "content": ContentCF,
     "kg": KnowledgeGraphCF,
+    # The KG method's semantic similarity alone on linked pairs (configured alpha_grid=(1.0,)).
+    "kg-only": KnowledgeGraphCF,
     "tag-cf": TagCF,
     "pop": Popularity,
     "random": RandomRanker,

@@ -5,7 +5,8 @@ The traditional methods take their hyperparameters as keyword arguments, None in
 `train_config`, a training config file (a path, or a packaged name such as
 "configs/xdeepfm_ml100k.py": see `shortrec_jax.config_files.config_path`), and optional
 `overrides`, a nested dict applied on top of it; they are trained on each repeat's split by
-the project's trainer.
+the project's trainer. A CTR model's `example_budget` and `max_epochs` set its epochs by the
+size of the part it is fitted on (`budget.BudgetedCTRMethod`, the size protocol's recipe).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ml_collections import ConfigDict
 
 from shortrec_jax.baselines import BASELINES
 from shortrec_jax.config_files import check_fields, load_config_file, merge_overrides
+from shortrec_jax.evaluation.budget import BudgetedCTRMethod
 from shortrec_jax.evaluation.deep import CTRMethod, SequenceMethod
 from shortrec_jax.interface import Method
 from shortrec_jax.models import MODELS
@@ -54,10 +56,20 @@ def make_method(
             raise ValueError(f"methods.{name} needs train_config, the path of a training config")
         train_config = load_config_file(config.pop("train_config"))
         merge_overrides(train_config, config.pop("overrides", {}) or {})
+        budget = {k: config.pop(k) for k in ("example_budget", "max_epochs") if k in config}
         if config:
             raise ValueError(f"methods.{name}: unknown fields {sorted(config)}")
         train_config.seed = seed
         train_config.log.progress_bar = False
+        if budget.get("example_budget") is not None:
+            if DEEP_METHODS[name] is not CTRMethod:
+                raise ValueError(f"methods.{name}.example_budget: only CTR models take one")
+            return BudgetedCTRMethod(
+                train_config,
+                workdir,
+                example_budget=int(budget["example_budget"]),
+                max_epochs=int(budget.get("max_epochs") or train_config.train.num_epochs),
+            )
         return DEEP_METHODS[name](train_config, workdir)
     if name not in BASELINES:
         raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHOD_NAMES)}")

@@ -84,6 +84,7 @@ def _kg(section: ConfigDict, ds: Dataset, named: bool) -> tuple[bool, str]:
 # a check may narrow the section to what the data set has.
 CHECKS: dict[str, Callable[[ConfigDict, Dataset, bool], tuple[bool, str]]] = {
     "kg": _kg,
+    "kg-only": _kg,
     "content": _sources_field("content", "features", default=token_sources),
     "tag-cf": _sources_field(
         "tag-cf", "tag_sources", default=lambda ds: [s for s in token_sources(ds) if s != "kg"]
