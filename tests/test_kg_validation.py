@@ -70,12 +70,14 @@ def test_validation_gives_the_informative_relation_weight_and_the_useless_one_no
     assert model.feature_weights == pytest.approx(weights)
 
 
-def test_a_single_alpha_keeps_the_fitted_weights_kg_only():
+def test_a_single_alpha_fits_the_weights_for_it_kg_only():
     train = _ratings(1)
-    both = KnowledgeGraphCF(k=10, epochs=2, seed=3, validation_weights=True).fit(train)
     only = KnowledgeGraphCF(k=10, epochs=2, seed=3, validation_weights=True, alpha_grid=(1.0,))
-    only.fit(train)
-    assert only.alpha == 1.0 and only.feature_weights == pytest.approx(both.feature_weights)
+    fit = only.fit(train).validation_fit
+    assert only.alpha == 1.0 and fit["alpha"] == 1.0
+    assert fit["weights"]["directed_by"] > 0.1
+    assert fit["weights"]["has_tag"] < 0.01 * fit["weights"]["directed_by"]
+    assert only.feature_weights == pytest.approx(fit["weights"])
     with pytest.raises(ValueError, match="aggregate"):
         KnowledgeGraphCF(validation_weights=True, aggregate="sum")
 

@@ -67,3 +67,32 @@ def test_config_files_are_found_by_path_or_by_packaged_name(tmp_path, monkeypatc
     assert config_path("configs/xdeepfm_ml100k.py").resolve() == own  # a real path wins
     with pytest.raises(FileNotFoundError, match=r"no config file configs/nope\.py"):
         config_path("configs/nope.py")
+
+
+def test_an_example_budget_sets_a_ctr_models_epochs_by_the_size_of_its_part():
+    from types import SimpleNamespace
+
+    from shortrec_jax.evaluation.budget import BudgetedCTRMethod
+    from shortrec_jax.evaluation.registry import make_method
+
+    section = {
+        "train_config": "configs/xdeepfm_ml100k.py",
+        "example_budget": 288_000,
+        "max_epochs": 40,
+    }
+    method = make_method("xdeepfm", section, seed=0)
+    assert isinstance(method, BudgetedCTRMethod) and method.valid_fraction == 0.1
+
+    def part(n: int) -> SimpleNamespace:
+        return SimpleNamespace(num_interactions=n)
+
+    # 90% of a part trains (the rest validates): 80,000 -> 72,000 examples, 288,000 / 72,000
+    # = 4 epochs; 20,000 -> 18,000, 16 epochs; 50,000 -> 45,000, 6.4 -> 7; 8,000 -> 7,200,
+    # 40; 4,000 -> 3,600 would be 80, capped at 40. A given validation part: all of it trains.
+    epochs = [method.epochs_for(part(n)) for n in (80_000, 20_000, 50_000, 8_000, 4_000)]
+    assert epochs == [4, 16, 7, 40, 40]
+    assert method.epochs_for(part(72_000), valid=part(8_000)) == 4
+    with pytest.raises(ValueError, match="only CTR models"):
+        make_method("bert4rec", {**section, "train_config": "configs/bert4rec_ml100k.py"}, seed=0)
+    plain = make_method("xdeepfm", {"train_config": "configs/xdeepfm_ml100k.py"}, seed=0)
+    assert not isinstance(plain, BudgetedCTRMethod)

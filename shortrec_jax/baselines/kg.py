@@ -417,15 +417,16 @@ class KnowledgeGraphCF(ItemCF):
           b_ui + sum_j s(i, j) c_uj / sum_j s(i, j)     (j over the items u rated in `rest`)
 
         with s(i, j) = (1 - alpha) beh(i, j) + alpha semantic(i, j) when both are linked and
-        beh(i, j) otherwise, is a ratio of sums that are linear in v = (1 - alpha,
-        alpha w): each feature's sums are computed once (`_held_out_sums`), and v >= 0,
-        v_0 <= 1, minimises the mean squared error by L-BFGS-B from plain item-CF (v_0 = 1,
-        the rest 0). The k-nearest cut of the method is left out of this fit (its neighbours
-        depend on the weights being fitted); alpha_grid can then choose alpha with it.
+        beh(i, j) otherwise, is a ratio of sums that are linear in v = (1 - alpha, alpha w):
+        each feature's sums are computed once (`_held_out_sums`), and v >= 0, v_0 <= 1,
+        minimises the mean squared error by L-BFGS-B from plain item-CF (v_0 = 1, the rest 0);
+        a single-value alpha_grid fixes v_0 = 1 - alpha. The k-nearest cut of the method is
+        left out of this fit (its neighbours depend on the weights being fitted);
+        alpha_grid can then choose alpha with it.
 
         Returns:
-          {"alpha", "weights" (name -> w, as `feature_weights`), "mse_item_cf" (v at its
-          start), "mse" (at the optimum), "pairs" (held-out ratings used)}.
+          {"alpha", "weights" (name -> w, as `feature_weights`), "mse_item_cf" (of plain
+          item-CF), "mse" (at the optimum), "pairs" (held-out ratings used)}.
         """
         probe = dataclasses.replace(self, validation_weights=False, alpha_grid=None)
         values = probe._fit_common(rest, centre_by_user=True)
@@ -453,9 +454,16 @@ class KnowledgeGraphCF(ItemCF):
             grad = ((sums - pred[:, None] * masses) / safe[:, None] * (den > 0)[:, None]).T @ err
             return float(np.mean(err * err)), 2.0 * grad / max(1, err.size)
 
-        start = np.zeros(sums.shape[1])
-        start[0] = 1.0
+        item_cf = np.zeros(sums.shape[1])
+        item_cf[0] = 1.0
         bounds = [(0.0, 1.0)] + [(0.0, None)] * (sums.shape[1] - 1)
+        start = item_cf
+        if self.alpha_grid is not None and len(self.alpha_grid) == 1:
+            # One alpha is what the method will use: w is fitted for it, from equal weights
+            # (at alpha = 1 the start of plain item-CF would leave linked pairs no similarity).
+            fixed = 1.0 - float(self.alpha_grid[0])
+            bounds[0] = (fixed, fixed)
+            start = np.r_[fixed, np.ones(sums.shape[1] - 1)]
         found = scipy.optimize.minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds)
         v = found.x
         alpha = float(1.0 - v[0])
@@ -464,7 +472,7 @@ class KnowledgeGraphCF(ItemCF):
         return {
             "alpha": alpha,
             "weights": dict(zip([*names, "transe"], weights.tolist(), strict=True)),
-            "mse_item_cf": loss(start)[0],
+            "mse_item_cf": loss(item_cf)[0],
             "mse": float(found.fun),
             "pairs": int(users.size),
         }

@@ -42,6 +42,7 @@ def get_config() -> ConfigDict:
     # training share (never the test part), and its KG similarity alone.
     config.methods.kg.validation_weights = True
     config.methods.kg_only = ConfigDict(config.methods.kg.to_dict())
+    config.methods.kg_only.alpha = 1.0
     config.methods.kg_only.alpha_grid = (1.0,)
 
     # The deep models: paper_fig6's recipe for an example budget instead of an epoch count.
