@@ -28,6 +28,8 @@ from shortrec_jax.data.splits import random_split
 
 # Elements of the per-chunk feature blocks used to fit the relation weights.
 _FIT_BLOCK_ELEMENTS = 1 << 23
+# The smallest alpha validation_weights chooses (see `_fit_on_held_out`).
+_MIN_ALPHA = 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -418,9 +420,9 @@ class KnowledgeGraphCF(ItemCF):
 
         with s(i, j) = (1 - alpha) beh(i, j) + alpha semantic(i, j) when both are linked and
         beh(i, j) otherwise, is a ratio of sums that are linear in v = (1 - alpha, alpha w):
-        each feature's sums are computed once (`_held_out_sums`), and v >= 0, v_0 <= 1,
-        minimises the mean squared error by L-BFGS-B from plain item-CF (v_0 = 1, the rest 0);
-        a single-value alpha_grid fixes v_0 = 1 - alpha. The k-nearest cut of the method is
+        each feature's sums are computed once (`_held_out_sums`), and v >= 0 with
+        alpha >= _MIN_ALPHA minimises the mean squared error by L-BFGS-B from plain item-CF
+        (w = 0); a single-value alpha_grid fixes alpha. The k-nearest cut of the method is
         left out of this fit (its neighbours depend on the weights being fitted);
         alpha_grid can then choose alpha with it.
 
@@ -456,18 +458,23 @@ class KnowledgeGraphCF(ItemCF):
 
         item_cf = np.zeros(sums.shape[1])
         item_cf[0] = 1.0
-        bounds = [(0.0, 1.0)] + [(0.0, None)] * (sums.shape[1] - 1)
-        start = item_cf
+        # v_0 = 1 with w > 0 (the KG on top of all of behaviour) is where the method's form
+        # only tends to, as alpha -> 0 with w / alpha: alpha stays >= _MIN_ALPHA instead, so
+        # every fitted similarity is one the method can build (w = 0 is still item-CF).
+        bounds = [(0.0, 1.0 - _MIN_ALPHA)] + [(0.0, None)] * (sums.shape[1] - 1)
+        start = np.r_[1.0 - _MIN_ALPHA, np.zeros(sums.shape[1] - 1)]
         if self.alpha_grid is not None and len(self.alpha_grid) == 1:
             # One alpha is what the method will use: w is fitted for it, from equal weights
             # (at alpha = 1 the start of plain item-CF would leave linked pairs no similarity).
             fixed = 1.0 - float(self.alpha_grid[0])
             bounds[0] = (fixed, fixed)
             start = np.r_[fixed, np.ones(sums.shape[1] - 1)]
+            if fixed == 1.0:  # alpha = 0: plain item-CF, no weight to fit
+                bounds[1:] = [(0.0, 0.0)] * (sums.shape[1] - 1)
+                start = item_cf
         found = scipy.optimize.minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds)
         v = found.x
         alpha = float(1.0 - v[0])
-        # At alpha = 0 the semantic weights are unused; they keep the fitted scale of v.
         weights = v[1:] / alpha if alpha > 0 else v[1:]
         return {
             "alpha": alpha,
