@@ -18,9 +18,12 @@ ceil(288,000 / its examples) epochs, at most 40 (a 10% share: 40 epochs of 6,480
 A fixed epoch count would give a 10% share a tenth of the optimiser steps, undertraining it
 rather than starving it of data (shortrec_jax/evaluation/budget.py).
 
-Time on 2 CPU cores: see the README's Fig. 7 section (measured). Quicker:
-`--config.repeats=1`, or the baselines alone with
-`--config.method_names=item-cf,user-cf,content,kg,kg-only,tag-cf,pop,item-mean,random`.
+Time on 2 CPU cores shared with other jobs (load average 9-10; README, Fig. 7): the
+traditional methods' 3 repeats x 10 shares 8 minutes (210 CPU-seconds); the two deep models
+about 22 minutes per repeat (559 CPU-seconds), each share costing about what the whole part
+does. The full run is about 1,900 CPU-seconds. Quicker: `--config.repeats=1`, or the
+baselines alone with
+`--config.method_names=item-cf,item-cf-eq1,user-cf,content,kg,kg-only,tag-cf,pop,item-mean,random`.
 
 Launch:
   python evaluate.py --config=configs/paper_fig7.py --workdir=runs/paper_fig7
