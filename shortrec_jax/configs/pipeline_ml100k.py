@@ -31,13 +31,14 @@ def get_config() -> ConfigDict:
     config.method_names = (
         "item-cf",
         "ease",
+        "dlae",
         "ranker-recall",
         "ranker",
         "pipeline-recall",
         "pipeline-rank",
         "pipeline",
     )
-    # Recall (EASE, item-CF, user-CF, popularity) -> a ranker trained on a held-out slice of
+    # Recall (EASE, item-CF, user-CF, popularity, DLAE) -> a ranker trained on a held-out slice of
     # the training history (shortrec_jax/pipeline/ranker.py); "ranker-recall" is its recall
     # stage alone. Fields: those of shortrec_jax.pipeline.ranker.RankerConfig.
     config.methods.ranker = ConfigDict()
