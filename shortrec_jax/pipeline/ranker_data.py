@@ -47,9 +47,10 @@ ITEM_MEAN_DAMPING = 10.0
 def make_recaller(name: str) -> Method:
     """A recaller by name, set for full-catalogue top-K (binary histories, summed neighbours).
 
-    ease: EASE (Steck 2019), l2 = 500; item-cf / user-cf: cosine kNN on binary histories,
-    100 neighbours per item (user), similarities summed; pop: interactions per item;
-    item-cf-rating: the predicted rating of item-CF as the study's protocol runs it.
+    ease: EASE (Steck 2019), l2 = 500; dlae: DLAE (Steck 2020), dropout 0.5, l2 = 300;
+    item-cf / user-cf: cosine kNN on binary histories, 100 neighbours per item (user),
+    similarities summed; pop: interactions per item; item-cf-rating: the predicted rating of
+    item-CF as the study's protocol runs it; ease-liked: EASE on the items rated >= 4 only.
     """
     if name == "ease":
         return EASE(l2=500.0)
@@ -70,7 +71,8 @@ def make_recaller(name: str) -> Method:
 
 RECALLERS = ("ease", "item-cf", "user-cf", "pop", "dlae")
 #: Scorers that only give features: the study protocol's item-CF, a rating predictor (adjusted
-#: cosine on a damped baseline), which ranks rare items too high to recall with.
+#: cosine on a damped baseline), which ranks rare items too high to recall with; EASE on liked
+#: items, which recalls worse than EASE (benchmarks/recall_ceiling.py) but says what is liked.
 SCORERS = ("item-cf-rating", "ease-liked")
 
 
