@@ -47,19 +47,22 @@ class EASE(Method):
         """Solves for B on the training interactions; `valid` is not used."""
         if train.num_items > MAX_ITEMS:
             raise ValueError(
-                f"EASE inverts a dense [I, I] matrix; {train.num_items:,} items exceed "
+                f"{self.name} solves a dense [I, I] system; {train.num_items:,} items exceed "
                 f"MAX_ITEMS={MAX_ITEMS:,}"
             )
         x = binary_matrix(rating_matrix(train), self.like_threshold)  # [U, I] 0/1
-        gram = (x.T @ x).toarray().astype(np.float64)  # [I, I]
-        gram[np.diag_indices_from(gram)] += self.l2
         # float64 on the host only: the inverse of a large Gram matrix loses accuracy in float32.
-        p = np.linalg.inv(gram)
-        b = -p / np.diag(p)[None, :]
-        np.fill_diagonal(b, 0.0)
-        self._b = b.astype(np.float32)
+        gram = (x.T @ x).toarray().astype(np.float64)  # [I, I]
+        self._b = self._solve(gram).astype(np.float32)
         self._x = x.astype(np.float32).tocsr()
         return self
+
+    def _solve(self, gram: np.ndarray) -> np.ndarray:
+        """[I, I] B from the Gram matrix X^T X ([I, I] float64)."""
+        p = np.linalg.inv(gram + self.l2 * np.eye(gram.shape[0]))
+        b = -p / np.diag(p)[None, :]
+        np.fill_diagonal(b, 0.0)
+        return b
 
     def score_all(self, users: np.ndarray) -> np.ndarray:
         """[B, I] float32 scores x_u B."""
@@ -91,17 +94,6 @@ class DLAE(EASE):
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"DLAE dropout must be in [0, 1), got {self.dropout}")
 
-    def fit(self, train: Dataset, valid: Dataset | None = None) -> DLAE:
-        """Solves for B on the training interactions; `valid` is not used."""
-        if train.num_items > MAX_ITEMS:
-            raise ValueError(
-                f"DLAE solves a dense [I, I] system; {train.num_items:,} items exceed "
-                f"MAX_ITEMS={MAX_ITEMS:,}"
-            )
-        x = binary_matrix(rating_matrix(train), self.like_threshold)  # [U, I] 0/1
-        gram = (x.T @ x).toarray().astype(np.float64)  # [I, I]
+    def _solve(self, gram: np.ndarray) -> np.ndarray:
         penalty = self.dropout / (1.0 - self.dropout) * np.diag(gram) + self.l2
-        # float64 on the host only, as EASE's inverse.
-        self._b = np.linalg.solve(gram + np.diag(penalty), gram).astype(np.float32)
-        self._x = x.astype(np.float32).tocsr()
-        return self
+        return np.linalg.solve(gram + np.diag(penalty), gram)
