@@ -20,8 +20,8 @@ rather than starving it of data (shortrec_jax/evaluation/budget.py).
 
 Time on 2 CPU cores shared with other jobs (load average 9-10; README, Fig. 7): the
 traditional methods' 3 repeats x 10 shares 8 minutes (210 CPU-seconds); the two deep models
-about 22 minutes per repeat (559 CPU-seconds), each share costing about what the whole part
-does. The full run is about 1,900 CPU-seconds. Quicker: `--config.repeats=1`, or the
+13-22 minutes per repeat (517-563 CPU-seconds), each share costing about what the whole part
+does. The full run is about 2,000 CPU-seconds. Quicker: `--config.repeats=1`, or the
 baselines alone with
 `--config.method_names=item-cf,item-cf-eq1,user-cf,content,kg,kg-only,tag-cf,pop,item-mean,random`.
 
