@@ -176,6 +176,19 @@ def get_config() -> ConfigDict:
     # Fields of the deep models' training configs set for this protocol (override any, e.g.
     # --config.methods.xdeepfm.overrides.train.num_epochs=6).
     config.methods.xdeepfm.overrides = deep_recipe()
+    config.methods.xdeepfm.overrides.data = ConfigDict()
+    config.methods.xdeepfm.overrides.data.statistics = (
+        "user_count",
+        "user_mean",
+        "user_like_share",
+        "item_count",
+        "item_mean",
+        "item_like_share",
+    )
+    config.methods.xdeepfm.overrides.data.histories = ("rated", "liked")
+    config.methods.xdeepfm.overrides.data.history_length = 50
+    config.methods.xdeepfm.overrides.data.statistics_prior = 10.0
+    config.methods.xdeepfm.refit = False
     config.methods.widedeep.overrides = deep_recipe()
 
     config.protocol = ConfigDict()

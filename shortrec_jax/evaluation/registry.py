@@ -11,6 +11,7 @@ the project's trainer.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -54,11 +55,15 @@ def make_method(
             raise ValueError(f"methods.{name} needs train_config, the path of a training config")
         train_config = load_config_file(config.pop("train_config"))
         merge_overrides(train_config, config.pop("overrides", {}) or {})
-        if config:
-            raise ValueError(f"methods.{name}: unknown fields {sorted(config)}")
+        # The rest are the method's own keyword options (CTRMethod's refit, ...).
+        cls = DEEP_METHODS[name]
+        options = set(inspect.signature(cls.__init__).parameters)
+        unknown = sorted(set(config) - (options - {"self", "train_config", "workdir"}))
+        if unknown:
+            raise ValueError(f"methods.{name}: unknown fields {unknown}")
         train_config.seed = seed
         train_config.log.progress_bar = False
-        return DEEP_METHODS[name](train_config, workdir)
+        return cls(train_config, workdir, **config)
     if name not in BASELINES:
         raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHOD_NAMES)}")
     cls = BASELINES[name]

@@ -198,8 +198,9 @@ def train_run(
     valid: Dataset | None = None,
     *,
     valid_fraction: float = 0.1,
+    which: str = "best",
 ) -> tuple[TrainedRun, dict[str, Any]]:
-    """Trains `config` on given parts and loads its best checkpoint.
+    """Trains `config` on given parts and loads its best (or latest) checkpoint.
 
     Args:
       config: a training config; its data section gives features and labels, not the split.
@@ -207,6 +208,8 @@ def train_run(
         is loaded (its parameters and encoders are then in memory).
       train, valid: the parts (see `training_split` for a missing `valid`).
       valid_fraction: share of `train` held out for validation of a CTR model without `valid`.
+      which: the checkpoint loaded, "best" by the validation metric or "latest" (a refit,
+        whose validation part is inside its training data).
 
     Returns:
       (the finished run, the results of `train_and_evaluate`).
@@ -215,4 +218,4 @@ def train_run(
     split = training_split(family, train, valid, valid_fraction=valid_fraction, seed=config.seed)
     with run_directory(workdir, prefix=f"{config.model.name}-") as directory:
         results = train_and_evaluate(config, directory, split=split)
-        return load_run(directory), results
+        return load_run(directory, which=which), results
