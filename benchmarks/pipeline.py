@@ -7,7 +7,7 @@
 Trained runs first (a minute or two each on 2 CPU cores):
   python train.py --config=configs/xdeepfm_ml100k.py --workdir=runs/xdeepfm_ml100k
   python train.py --config=configs/bert4rec_ml100k.py --workdir=runs/bert4rec_ml100k
-  python -m shortrec_jax.pipeline.ranker_run --workdir=runs/ranker_ml100k
+  python -m shortrec_jax.pipeline.train_ranker --workdir=runs/ranker_ml100k
 
 Each load sends `--requests` requests (or fewer when `--seconds` runs out first): known users
 in a seeded random order, every fifth request an anonymous live history of three items.

@@ -2,7 +2,7 @@
 
 Flags (one ranking model: --ranker_workdir or --workdir):
   --ranker_workdir    a trained ranker's run directory (`python -m
-                      shortrec_jax.pipeline.ranker_run`): ranks by the model's own score.
+                      shortrec_jax.pipeline.train_ranker`): ranks by the model's own score.
   --workdir           an xDeepFM (or Wide & Deep) run directory: ranks by P(like) x the
                       recall share (see pipeline/config.py's RankConfig).
   --bert4rec_workdir  a BERT4Rec run directory for a sequence recaller (optional).

@@ -245,7 +245,7 @@ def test_the_training_command_writes_a_run_the_cli_serves(tmp_path):
         for k, v in TINY_RANKER.items()
     ]
     trained = subprocess.run(
-        [sys.executable, "-m", "shortrec_jax.pipeline.ranker_run", f"--workdir={workdir}", *tiny],
+        [sys.executable, "-m", "shortrec_jax.pipeline.train_ranker", f"--workdir={workdir}", *tiny],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -2,7 +2,7 @@
 
 Train once, serve from the directory:
 
-  python -m shortrec_jax.pipeline.ranker_run --workdir=runs/ranker_ml100k \
+  python -m shortrec_jax.pipeline.train_ranker --workdir=runs/ranker_ml100k \
       [--config.data.source=ml-100k] [--config.ranker.epochs=4] [--config.seed=0]
   python -m shortrec_jax.recommend --ranker_workdir=runs/ranker_ml100k --user=196
 
@@ -286,24 +286,3 @@ def train_ranker_run(config: ConfigDict, workdir: str | Path) -> TrainedRanker:
     method.fit(data)
     save_ranker(workdir, method, config.data)
     return TrainedRanker(method)
-
-
-def main() -> None:
-    """Trains and saves; prints where and the training loss."""
-    from absl import flags
-
-    values = flags.FLAGS
-    ranker = train_ranker_run(values.config, values.workdir)
-    losses = ", ".join(f"{x:.4f}" for x in ranker.method.losses)
-    print(f"trained ranker saved to {values.workdir} (loss per epoch: {losses})")
-
-
-if __name__ == "__main__":
-    from absl import flags
-    from ml_collections import config_flags
-
-    from shortrec_jax import cli
-
-    flags.DEFINE_string("workdir", None, "Run directory to write.", required=True)
-    config_flags.DEFINE_config_dict("config", default_config(), "Data, seed and ranker fields.")
-    cli.run(main)

@@ -7,7 +7,7 @@ information; nothing is trained at serving time.
 
 Ranking is one of two models, whichever run the pipeline is built with:
   - a trained ranker (`ranker_run.TrainedRanker`, trained for ranking on held-out slices of
-    the history: `python -m shortrec_jax.pipeline.ranker_run`): candidates are ordered by the
+    the history: `python -m shortrec_jax.pipeline.train_ranker`): candidates are ordered by the
     model's own final score, which is each item's `rank_score` and, without reranking, its
     `score`. It knows the users of its data set; a new user is served by the cold-start path:
     the recall order (popular, content, sequence and EASE recallers on the live history),
@@ -225,7 +225,7 @@ class Recommender:
 
     @property
     def ranking_model(self) -> str | None:
-        """ "trained" (a trained ranker), "xdeepfm" (a CTR run) or None (no ranking model)."""
+        """The ranking model: "trained" (a trained ranker), "xdeepfm" (a CTR run) or None."""
         if self.ranker is None:
             return None
         return "trained" if isinstance(self.ranker, TrainedRanker) else "xdeepfm"

@@ -5,7 +5,7 @@
       [--pipeline.recall.ease_quota=100] [--host=127.0.0.1] [--port=8000]
 
 The ranking model is a trained ranker (`--ranker_workdir`, written by
-`python -m shortrec_jax.pipeline.ranker_run`) or an xDeepFM run (`--workdir`); sequence runs
+`python -m shortrec_jax.pipeline.train_ranker`) or an xDeepFM run (`--workdir`); sequence runs
 (BERT4Rec, SASRec) are recallers (`--bert4rec_workdir` is one more such run).
 
 Endpoints:
