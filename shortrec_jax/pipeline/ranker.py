@@ -1,9 +1,10 @@
 """A ranking stage trained for ranking: P(watch) and P(like | watch) of recalled candidates.
 
 `TrainedRankerMethod` is recall -> ranking as one evaluation `Method`. Recall is the union of
-several recallers' top lists (EASE, item-CF, user-CF, popularity; `ranker_data`); ranking is
-`TwoHeadRanker`, a small Flax network trained on examples built from a held-out slice of the
-training history (`ranker_data.build_examples`), never from validation or test interactions.
+several recallers' top lists (EASE, DLAE, item-CF, user-CF, popularity; `ranker_data`);
+ranking is `TwoHeadRanker`, a small Flax network trained on examples built from a held-out
+slice of the training history (`ranker_data.build_examples`), never from validation or test
+interactions.
 
 The network embeds the user, the item and the user's latest items (mean-pooled, and
 multiplied element-wise with the item: how close the item is to what the user watched
