@@ -54,7 +54,6 @@ from shortrec_jax.pipeline.ranker import (
     TwoHeadRanker,
     make_ranker_method,
 )
-from shortrec_jax.pipeline.ranker_data import RankerInputs
 
 RANKER_FILE = "ranker.json"
 PARAMS_FILE = "ranker_params.npz"
@@ -124,7 +123,7 @@ class TrainedRanker:
 
     def compilations(self) -> int:
         """How many input shapes the network has been compiled for (1 once warm; never more)."""
-        return self.method._predict._cache_size()
+        return self.method.compilations()
 
     def check_demographics(self, demographics: Mapping[str, object]) -> None:
         """Raises UnknownDemographicError: the trained ranker uses no demographic field."""
@@ -157,17 +156,14 @@ class TrainedRanker:
           [B, C] float32: P(watch) ("watch" objective; with the listwise loss, the softmax
           over the row's valid candidates) or P(watch) x P(like | watch) ("like").
         """
-        method = self.method
         users = np.asarray(users, np.int64)
         items = np.asarray(items, np.int64)
         if items.ndim != 2 or users.shape != items.shape[:1]:
             raise ValueError(
                 f"users [B] and items [B, C] expected, got {users.shape}, {items.shape}"
             )
-        # The lines of `TrainedRankerMethod.score_all` after its recall: one code path.
-        recalled = method.inputs.recaller_scores(users)  # [R, B, I]
-        feats = method.inputs.features(users, items, recalled)
-        return method._final(method._probabilities(feats, items >= 0)).astype(np.float32)
+        # The code path of evaluate.py's `ranker` method after its recall.
+        return self.method.final_scores(users, items)
 
     def score(
         self, user: int, items: np.ndarray, demographics: Mapping[str, object] | None = None
@@ -257,17 +253,14 @@ def load_ranker(workdir: str | Path, data: Dataset | None = None) -> TrainedRank
             )
     with np.load(io.BytesIO(payload), allow_pickle=False) as arrays:
         params = traverse_util.unflatten_dict({k: arrays[k] for k in arrays.files}, sep="/")
-    config = RankerConfig(**_tuples(meta["ranker"]))
-    method = TrainedRankerMethod(config, seed=int(meta["seed"]))
-    # What `TrainedRankerMethod.fit` leaves behind once trained, rebuilt from the files.
-    model = TwoHeadRanker(**_tuples(meta["network"]))
-    method.model = model
-    method.params = jax.tree.map(jax.numpy.asarray, params)
-    method._predict = jax.jit(lambda p, batch: model.apply({"params": p}, batch))
-    method.inputs = RankerInputs(
-        data, config.recallers, config.quota, config.recent_length, config.scorers
+    method = TrainedRankerMethod.restore(
+        RankerConfig(**_tuples(meta["ranker"])),
+        TwoHeadRanker(**_tuples(meta["network"])),
+        jax.tree.map(jax.numpy.asarray, params),
+        data,
+        losses=np.asarray(meta["losses"], np.float64),
+        seed=int(meta["seed"]),
     )
-    method.losses = np.asarray(meta["losses"], np.float64)
     return TrainedRanker(method)
 
 
