@@ -9,6 +9,7 @@ import scipy.sparse as sp
 
 from shortrec_jax.baselines import (
     BASELINES,
+    DLAE,
     EASE,
     ContentCF,
     ItemCF,
@@ -514,6 +515,29 @@ def test_ease_solution_satisfies_its_optimality_conditions():
     np.testing.assert_allclose(model.score_all(np.arange(3)), x @ b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="l2"):
         EASE(l2=0.0)
+
+
+def test_dlae_closed_form_by_hand():
+    # X = [[1, 1], [1, 0], [0, 1]]: G = [[2, 1], [1, 2]]. Dropout 0.5 gives p / (1 - p) = 1,
+    # so Lambda = diag(2 + 1, 2 + 1) with lambda = 1 and G + Lambda = [[5, 1], [1, 5]], whose
+    # inverse is [[5, -1], [-1, 5]] / 24; B = (G + Lambda)^-1 G = [[9, 3], [3, 9]] / 24.
+    ds = build_dataset(
+        "dlae",
+        np.array(["a", "a", "b", "c"]),
+        np.array(["0", "1", "0", "1"]),
+        np.ones(4),
+        source="test",
+    )
+    model = DLAE(l2=1.0, dropout=0.5).fit(ds)
+    np.testing.assert_allclose(model._b, [[0.375, 0.125], [0.125, 0.375]], rtol=1e-6)
+    # User a watched both items, b the first only.
+    np.testing.assert_allclose(
+        model.score_all(np.array([0, 1])), [[0.5, 0.5], [0.375, 0.125]], rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="dropout"):
+        DLAE(dropout=1.0)
+    with pytest.raises(ValueError, match="l2"):
+        DLAE(l2=0.0)
 
 
 def test_recency_item_cf_by_hand():

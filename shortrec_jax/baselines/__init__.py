@@ -8,7 +8,7 @@ full-catalogue top-K use aggregate="sum" (see `cosine_cf`), e.g.
 """
 
 from shortrec_jax.baselines.cosine_cf import ContentCF, ItemCF, UserCF
-from shortrec_jax.baselines.ease import EASE
+from shortrec_jax.baselines.ease import DLAE, EASE
 from shortrec_jax.baselines.kg import KnowledgeGraphCF, TransE, train_transe
 from shortrec_jax.baselines.popularity import ItemMean, Popularity, RandomRanker
 from shortrec_jax.baselines.recency import RecencyItemCF
@@ -27,11 +27,13 @@ BASELINES: dict[str, type[Method]] = {
     "random": RandomRanker,
     "item-mean": ItemMean,
     "ease": EASE,
+    "dlae": DLAE,
     "recency-cf": RecencyItemCF,
 }
 
 __all__ = [
     "BASELINES",
+    "DLAE",
     "EASE",
     "ContentCF",
     "ItemCF",

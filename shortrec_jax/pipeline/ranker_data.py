@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shortrec_jax.baselines import EASE, ItemCF, Popularity, UserCF
+from shortrec_jax.baselines import DLAE, EASE, ItemCF, Popularity, UserCF
 from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.splits import per_user_random_split
 from shortrec_jax.interface import Method, seen_matrix_rows
@@ -47,12 +47,17 @@ ITEM_MEAN_DAMPING = 10.0
 def make_recaller(name: str) -> Method:
     """A recaller by name, set for full-catalogue top-K (binary histories, summed neighbours).
 
-    ease: EASE (Steck 2019), l2 = 500; item-cf / user-cf: cosine kNN on binary histories,
-    100 neighbours per item (user), similarities summed; pop: interactions per item;
-    item-cf-rating: the predicted rating of item-CF as the study's protocol runs it.
+    ease: EASE (Steck 2019), l2 = 500; dlae: DLAE (Steck 2020), dropout 0.5, l2 = 300;
+    item-cf / user-cf: cosine kNN on binary histories, 100 neighbours per item (user),
+    similarities summed; pop: interactions per item; item-cf-rating: the predicted rating of
+    item-CF as the study's protocol runs it; ease-liked: EASE on the items rated >= 4 only.
     """
     if name == "ease":
         return EASE(l2=500.0)
+    if name == "dlae":
+        return DLAE(l2=300.0, dropout=0.5)
+    if name == "ease-liked":
+        return EASE(l2=500.0, like_threshold=4.0)
     if name == "item-cf":
         return ItemCF(values="binary", aggregate="sum", k=None, max_neighbours=100)
     if name == "user-cf":
@@ -64,10 +69,11 @@ def make_recaller(name: str) -> Method:
     raise ValueError(f"unknown recaller {name!r}; expected one of {RECALLERS + SCORERS}")
 
 
-RECALLERS = ("ease", "item-cf", "user-cf", "pop")
+RECALLERS = ("ease", "item-cf", "user-cf", "pop", "dlae")
 #: Scorers that only give features: the study protocol's item-CF, a rating predictor (adjusted
-#: cosine on a damped baseline), which ranks rare items too high to recall with.
-SCORERS = ("item-cf-rating",)
+#: cosine on a damped baseline), which ranks rare items too high to recall with; EASE on liked
+#: items, which recalls worse than EASE (benchmarks/recall_ceiling.py) but says what is liked.
+SCORERS = ("item-cf-rating", "ease-liked")
 
 
 def _percentile(values: np.ndarray) -> np.ndarray:
