@@ -107,6 +107,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.max_predictions": _at_least(0),
     "train.num_negatives": _at_least(0),
     "train.negative_sampler": _one_of(("uniform", "log_uniform")),
+    "train.ema_decay": _in_unit(open_low=False, open_high=True),
     "train.early_stopping_patience": _at_least(0),
     "train.eval_every_steps": _at_least(0),
     "train.log_every_steps": _at_least(1),

@@ -148,9 +148,12 @@ def load_run(workdir: str | Path, *, which: str = "best") -> TrainedRun:
             steps = scored + [s for s in newest_first if s not in scored]
         # The optimiser only shapes the restore target; its schedule length does not matter.
         tx = make_optimizer(config.train, total_steps=1)
+        ema = config.train.get("ema_decay", 0.0) > 0
         part = Partitioner(jax.devices()[:1])
         abstract = abstract_like(
-            jax.eval_shape(lambda k: TrainState.create(task.init_params(k), tx), jax.random.key(0)),
+            jax.eval_shape(
+                lambda k: TrainState.create(task.init_params(k), tx, ema=ema), jax.random.key(0)
+            ),
             part.replicated,
         )
         # A corrupt checkpoint is skipped with a warning (and left where it is): the next
@@ -158,7 +161,7 @@ def load_run(workdir: str | Path, *, which: str = "best") -> TrainedRun:
         step, state, _ = ckpt.restore_intact(abstract, steps=steps)
     finally:
         ckpt.close()
-    return TrainedRun.from_task(workdir, config, task, state.params, step)
+    return TrainedRun.from_task(workdir, config, task, state.eval_params, step)
 
 
 def untrained_run(workdir: str | Path, config: ConfigDict, seed: int = 0) -> TrainedRun:
