@@ -2,10 +2,12 @@
 
   python -m benchmarks.pipeline --workdir=runs/xdeepfm_ml100k \
       [--bert4rec_workdir=runs/bert4rec_ml100k] [--requests=400] [--seconds=60] [--clients=8]
+  python -m benchmarks.pipeline --ranker_workdir=runs/ranker_ml100k --ease_quota=100
 
 Trained runs first (a minute or two each on 2 CPU cores):
   python train.py --config=configs/xdeepfm_ml100k.py --workdir=runs/xdeepfm_ml100k
   python train.py --config=configs/bert4rec_ml100k.py --workdir=runs/bert4rec_ml100k
+  python -m shortrec_jax.pipeline.train_ranker --workdir=runs/ranker_ml100k
 
 Each load sends `--requests` requests (or fewer when `--seconds` runs out first): known users
 in a seeded random order, every fifth request an anonymous live history of three items.
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import device_description, git_commit, print_table
-from shortrec_jax.pipeline import Recommender
+from shortrec_jax.pipeline import PipelineConfig, Recommender
 
 # Every this-many-th request is an anonymous user with a live history instead of a known user.
 HISTORY_EVERY = 5
@@ -143,7 +145,9 @@ def over_http(url: str, clients: int, k: int) -> tuple[Callable[[int, dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", required=True, help="xDeepFM run directory")
+    parser.add_argument("--workdir", default="", help="xDeepFM run directory")
+    parser.add_argument("--ranker_workdir", default="", help="trained ranker run directory")
+    parser.add_argument("--ease_quota", type=int, default=0, help="EASE recall candidates")
     parser.add_argument("--bert4rec_workdir", default="", help="BERT4Rec run directory")
     parser.add_argument("--requests", type=int, default=400, help="requests per load")
     parser.add_argument("--seconds", type=float, default=60.0, help="time bound per load")
@@ -151,10 +155,17 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10, help="list length")
     parser.add_argument("--seed", type=int, default=0, help="seed of the request mix")
     args = parser.parse_args()
+    if bool(args.workdir) == bool(args.ranker_workdir):
+        parser.error("give one ranking model: --workdir (xDeepFM) or --ranker_workdir")
 
     from shortrec_jax.pipeline.service import background_server, create_app
 
-    rec = Recommender.from_runs(args.workdir, sequence_workdir=args.bert4rec_workdir or None)
+    rec = Recommender.from_runs(
+        args.workdir or None,
+        sequence_workdir=args.bert4rec_workdir or None,
+        ranker_workdir=args.ranker_workdir or None,
+        config=PipelineConfig.from_dict({"recall": {"ease_quota": args.ease_quota}}),
+    )
     app = create_app(rec)  # compiles the models
     bodies = request_mix(rec, args.requests, args.seed)
     rows = []

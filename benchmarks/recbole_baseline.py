@@ -19,15 +19,27 @@ from typing import Any
 from benchmarks.common import ROOT
 from shortrec_jax.data.atomic import BUNDLED_DIR
 
+#: RecBole's sequential models the worker runs on leave-one-out (recbole_worker.py, "seq").
+SEQUENTIAL_MODELS = ("SASRec", "BERT4Rec")
 
-def run_recbole(python: str, model: str, *, epochs: int, fit: bool = False) -> dict[str, Any]:
-    """Times RecBole's `model` (only "xDeepFM" is wired) for `epochs` epochs after a warm-up.
 
-    With fit=True, trains it to its best validation AUC instead (at most `epochs` epochs,
-    early stopping) and tests the best model; "launched" is the wall time (time.time()) at
-    which its process was started, "finished" the time it ended (recbole_worker.py).
+def run_recbole(
+    python: str, model: str, *, epochs: int, fit: bool = False, minutes: float = 0.0
+) -> dict[str, Any]:
+    """Times RecBole's `model` ("xDeepFM", or one of SEQUENTIAL_MODELS) in its own process.
+
+    xDeepFM: `epochs` epochs after a warm-up, or with fit=True, trained to its best validation
+    AUC (at most `epochs` epochs, early stopping) and its best model tested. A sequential
+    model: trained on leave-one-out to its best validation NDCG@10 (at most `epochs` epochs,
+    stopped after the first validation past `minutes` of fitting) and its best model tested.
+    "launched" is the wall time (time.time()) at which its process was started, "finished"
+    the time it ended (recbole_worker.py).
     """
-    if model != "xDeepFM":
+    if model in SEQUENTIAL_MODELS:
+        mode = ["seq", model, str(minutes)]
+    elif model == "xDeepFM":
+        mode = ["fit"] if fit else []
+    else:
         raise ValueError(f"no RecBole baseline is wired for {model!r}")
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "ml-100k"
@@ -42,7 +54,7 @@ def run_recbole(python: str, model: str, *, epochs: int, fit: bool = False) -> d
                 str(ROOT / "benchmarks" / "recbole_worker.py"),
                 tmp,
                 str(epochs),
-                *(["fit"] if fit else []),
+                *mode,
             ],
             capture_output=True,
             text=True,

@@ -1,13 +1,18 @@
-"""Times RecBole 1.2.1's own xDeepFM on the bundled ml-100k: run by a Python with recbole.
+"""Times RecBole 1.2.1's own models on the bundled ml-100k: run by a Python with recbole.
 
   <python-with-recbole> benchmarks/recbole_worker.py <atomic-dir> <epochs>
   <python-with-recbole> benchmarks/recbole_worker.py <atomic-dir> <max-epochs> fit
+  <python-with-recbole> benchmarks/recbole_worker.py <atomic-dir> <max-epochs> seq <model> <minutes>
 
-The first form times <epochs> training epochs after a warm-up one. The second trains as
-RecBole's own `run_recbole` does (validation after every epoch, early stopping after 10
-epochs without a better validation AUC, the best model restored and tested) and reports the
+The first form times <epochs> xDeepFM training epochs after a warm-up one. The second trains
+xDeepFM as RecBole's own `run_recbole` does (validation after every epoch, early stopping after
+10 epochs without a better validation AUC, the best model restored and tested) and reports the
 wall time (time.time()) at the end of every validation, so the caller can tell when the best
-checkpoint was reached.
+checkpoint was reached. The third does the same for a sequential model (SASRec or BERT4Rec,
+RecBole's defaults) on leave-one-out by time with full ranking, the protocol of the
+sequential rows of docs/references.md (maximum length 50, cross-entropy, validation NDCG@10),
+and stops after the first validation past <minutes> of training (RecBole's epochs on ml-100k
+take minutes on 2 cores), testing the best model so far.
 
 Same task as configs/xdeepfm_ml100k.py and docs/references.md: label = rating >= 4, features
 user_id, item_id, age, gender, occupation, release_year, genres; random 80/10/10 split;
@@ -24,6 +29,10 @@ import time
 
 def main() -> None:
     data_dir, epochs = sys.argv[1], int(sys.argv[2])
+    if sys.argv[3:4] == ["seq"]:
+        model, minutes = sys.argv[4], float(sys.argv[5])
+        print(json.dumps(_sequential(data_dir, epochs, model, minutes)))
+        return
     fit = sys.argv[3:] == ["fit"]
     # RecBole 1.2.1 restores its best model with torch.load, which torch >= 2.6 limits to
     # plain tensors by default; the file is the checkpoint this process has just written.
@@ -132,6 +141,97 @@ def _fit(trainer, train_data, valid_data, test_data) -> dict:
         "best_time": validations[best]["time"],
         "test_auc": float(test["auc"]),
         "test_logloss": float(test["logloss"]),
+    }
+
+
+class _TimeUp(Exception):
+    """Raised at the start of a training epoch once the time budget is spent."""
+
+
+def _sequential(data_dir: str, epochs: int, model_name: str, minutes: float) -> dict:
+    """RecBole's SASRec or BERT4Rec on leave-one-out ml-100k, validated every epoch, stopped
+    at the first epoch that starts after `minutes` of fitting; the best model is tested."""
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    import torch
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.trainer import Trainer
+    from recbole.utils import get_model, init_seed
+
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    config = Config(
+        model=model_name,
+        dataset="ml-100k",
+        config_dict={
+            "data_path": data_dir,
+            "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]},
+            "eval_args": {
+                "split": {"LS": "valid_and_test"},
+                "order": "TO",
+                "group_by": "user",
+                "mode": "full",
+            },
+            "metrics": ["Hit", "NDCG", "MRR"],
+            "topk": [10],
+            "valid_metric": "NDCG@10",
+            "loss_type": "CE",
+            "train_neg_sample_args": None,
+            "MAX_ITEM_LIST_LENGTH": 50,
+            "epochs": epochs,
+            "seed": 2020,
+            "stopping_step": 10,
+            "device": "cpu",
+            "use_gpu": False,
+            "show_progress": False,
+            "checkpoint_dir": os.path.join(data_dir, "saved"),
+            "log_wandb": False,
+        },
+    )
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    model = get_model(model_name)(config, train_data.dataset).to(config["device"])
+    trainer = Trainer(config, model)
+    validations, train_seconds = [], []
+    valid_epoch, train_epoch = trainer._valid_epoch, trainer._train_epoch
+    started = time.time()
+
+    def timed_train_epoch(*args, **kwargs):
+        # Checked at the start of an epoch, so the last validation's best model is saved.
+        if validations and time.time() - started > minutes * 60:
+            raise _TimeUp
+        begin = time.perf_counter()
+        loss = train_epoch(*args, **kwargs)
+        train_seconds.append(time.perf_counter() - begin)
+        return loss
+
+    def timed_valid_epoch(*args, **kwargs):
+        score, result = valid_epoch(*args, **kwargs)
+        validations.append({"time": time.time(), "ndcg@10": float(score)})
+        return score, result
+
+    trainer._valid_epoch = timed_valid_epoch
+    trainer._train_epoch = timed_train_epoch
+    capped = False
+    try:
+        trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    except _TimeUp:
+        capped = True
+    trained = time.time()
+    test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+    best = max(range(len(validations)), key=lambda i: validations[i]["ndcg@10"])
+    return {
+        "threads": threads,
+        "fit_started": started,
+        "fit_seconds": trained - started,
+        "capped": capped,
+        "validations": validations,
+        "train_epoch_seconds": train_seconds,
+        "best_epoch": best + 1,
+        "best_time": validations[best]["time"],
+        "test_ndcg@10": float(test["ndcg@10"]),
+        "test_hr@10": float(test["hit@10"]),
     }
 
 

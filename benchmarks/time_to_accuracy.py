@@ -2,6 +2,8 @@
 
   python -m benchmarks.time_to_accuracy --recbole-python=PY [--layouts=auto,1]
                                         [--sequential=sasrec] [--json=FILE]
+                                        [--recbole-sequential=SASRec,BERT4Rec]
+                                        [--recbole-seq-minutes=20]
 
 1. xDeepFM on the CTR task of configs/xdeepfm_ml100k.py. Ours is the default command a user
    runs, `python train.py` (fresh run directory, no other flag), once per --layouts entry:
@@ -24,7 +26,12 @@
    in --sequential, default sasrec; --sequential=sasrec,bert4rec for both): seconds to the
    best checkpoint and its test NDCG@10 / HR@10 against the floors of docs/references.md
    (item-CF with recency-weighted history, EASE). A config missing from this checkout is
-   reported as skipped.
+   reported as skipped. With --recbole-python and --recbole-sequential, RecBole 1.2.1's own
+   SASRec / BERT4Rec (its defaults, maximum length 50, cross-entropy) train on the same
+   leave-one-out split to their best validation NDCG@10, stopped after the first validation
+   past --recbole-seq-minutes of fitting (an epoch took about 3 minutes on 2 cores: they do
+   not reach their best in the time ours take), and their best model is tested; vs_recbole
+   is then RecBole's to_best_s over ours for the same model.
 Runs go one after the other, never side by side; on a shared machine only ratios within one
 invocation mean anything.
 """
@@ -156,7 +163,24 @@ def xdeepfm_rows(
     return rows
 
 
-def sequential_rows(names: list[str], tmp: Path) -> list[dict[str, Any]]:
+def _floors_cleared(ndcg: float, hr: float) -> str:
+    """The note naming the leave-one-out floors a test NDCG@10 / HR@10 clears."""
+    cleared = [
+        floor
+        for floor, floor_hr, floor_ndcg in SEQUENTIAL_FLOORS
+        if ndcg >= floor_ndcg and (floor_hr is None or hr >= floor_hr)
+    ]
+    return "beats " + (", ".join(cleared) if cleared else "no floor")
+
+
+def sequential_rows(
+    names: list[str],
+    tmp: Path,
+    recbole_python: str = "",
+    recbole_models: list[str] | None = None,
+    recbole_epochs: int = 300,
+    recbole_minutes: float = 20.0,
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for name in names:
         config = ROOT / "configs" / f"{name}_ml100k.py"
@@ -166,13 +190,9 @@ def sequential_rows(names: list[str], tmp: Path) -> list[dict[str, Any]]:
         print(f"... python train.py --config={config.name}", file=sys.stderr, flush=True)
         run = run_train(str(config), "auto", tmp / name)
         ndcg, hr = run["test"]["ndcg@10"], run["test"]["hr@10"]
-        cleared = [
-            floor
-            for floor, floor_hr, floor_ndcg in SEQUENTIAL_FLOORS
-            if ndcg >= floor_ndcg and (floor_hr is None or hr >= floor_hr)
-        ]
         rows.append(
             {
+                "model": name,
                 "run": f"`python train.py --config=configs/{config.name}`",
                 "test_ndcg@10": ndcg,
                 "test_hr@10": hr,
@@ -180,7 +200,35 @@ def sequential_rows(names: list[str], tmp: Path) -> list[dict[str, Any]]:
                 "epochs": run["epochs"],
                 "to_best_s": _to_best(run),
                 "command_s": run["command_s"],
-                "note": "beats " + (", ".join(cleared) if cleared else "no floor"),
+                "note": _floors_cleared(ndcg, hr),
+            }
+        )
+    if not recbole_python:
+        return rows
+    from benchmarks.recbole_baseline import run_recbole
+
+    for model in recbole_models or []:
+        print(f"... RecBole 1.2.1 {model}, leave-one-out", file=sys.stderr, flush=True)
+        rb = run_recbole(
+            recbole_python, model, epochs=recbole_epochs, fit=True, minutes=recbole_minutes
+        )
+        to_best = rb["best_time"] - rb["launched"]
+        capped = f"; stopped at the {recbole_minutes:g}-minute cap" if rb["capped"] else ""
+        for row in rows:
+            if row.get("model") == model.lower():
+                row["vs_recbole"] = to_best / row["to_best_s"]
+        rows.append(
+            {
+                "model": model.lower(),
+                "run": f"RecBole 1.2.1 {model} (torch, {rb['threads']} threads)",
+                "test_ndcg@10": rb["test_ndcg@10"],
+                "test_hr@10": rb["test_hr@10"],
+                "best_epoch": rb["best_epoch"],
+                "epochs": len(rb["validations"]),
+                "to_best_s": to_best,
+                "vs_recbole": 1.0,
+                "command_s": rb["finished"] - rb["launched"],
+                "note": _floors_cleared(rb["test_ndcg@10"], rb["test_hr@10"]) + capped,
             }
         )
     return rows
@@ -194,17 +242,41 @@ def main() -> None:
         "--recbole-max-epochs", type=int, default=300, help="RecBole's epochs (its default 300)"
     )
     parser.add_argument("--sequential", default="sasrec", help="sequential configs ('' = none)")
+    parser.add_argument(
+        "--recbole-sequential",
+        default="",
+        help="RecBole's sequential models to run too, e.g. SASRec,BERT4Rec ('' = none)",
+    )
+    parser.add_argument(
+        "--recbole-seq-minutes",
+        type=float,
+        default=20.0,
+        help="stop RecBole's sequential models after the first validation past this",
+    )
     parser.add_argument("--json", default="", help="also write every row to this JSON file")
     args = parser.parse_args()
     layouts = [x for x in args.layouts.split(",") if x]
     bad = [x for x in layouts if x != "auto" and not x.isdigit()]
     if bad:
         parser.error(f"--layouts takes 'auto' or device counts, got {bad}")
+    from benchmarks.recbole_baseline import SEQUENTIAL_MODELS
+
+    recbole_models = [x for x in args.recbole_sequential.split(",") if x]
+    unknown = [x for x in recbole_models if x not in SEQUENTIAL_MODELS]
+    if unknown:
+        parser.error(f"--recbole-sequential takes some of {SEQUENTIAL_MODELS}, got {unknown}")
     header = f"{datetime.date.today()}, commit {git_commit()}; machine: {machine_description()}"
     print(header, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         ctr = xdeepfm_rows(layouts, args.recbole_python, args.recbole_max_epochs, Path(tmp))
-        seq = sequential_rows([x for x in args.sequential.split(",") if x], Path(tmp))
+        seq = sequential_rows(
+            [x for x in args.sequential.split(",") if x],
+            Path(tmp),
+            args.recbole_python,
+            recbole_models,
+            args.recbole_max_epochs,
+            args.recbole_seq_minutes,
+        )
     print(f"machine at the end: {machine_description()}")
     print_table(
         f"xDeepFM to RecBole's test AUC {TARGET_AUC} (ml-100k CTR)",
@@ -237,6 +309,7 @@ def main() -> None:
                 "best_epoch",
                 "epochs",
                 "to_best_s",
+                "vs_recbole",
                 "command_s",
                 "note",
             ],

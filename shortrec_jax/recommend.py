@@ -1,8 +1,13 @@
-"""Recommends from trained runs: `python -m shortrec_jax.recommend --workdir=RUN --user=196`.
+"""Recommends from trained runs: `python -m shortrec_jax.recommend --ranker_workdir=RUN --user=1`.
 
-Flags:
-  --workdir           the xDeepFM (or Wide & Deep) run directory (ranking).
-  --bert4rec_workdir  a BERT4Rec run directory for the sequence recaller (optional).
+Flags (one ranking model: --ranker_workdir or --workdir):
+  --ranker_workdir    a trained ranker's run directory (`python -m
+                      shortrec_jax.pipeline.train_ranker`): ranks by the model's own score.
+  --workdir           an xDeepFM (or Wide & Deep) run directory: ranks by P(like) x the
+                      recall share (see pipeline/config.py's RankConfig).
+  --bert4rec_workdir  a BERT4Rec run directory for a sequence recaller (optional).
+  --sequence_workdirs sequence run directories (BERT4Rec, SASRec), comma-separated: one
+                      recaller each, named by its model (optional).
   --user              a raw user id; one the data set does not know is a new user.
   --history           raw item ids, oldest first, comma-separated: the live history.
   --demographics      user features of the ranking model, e.g. age=24,gender=F.
@@ -11,9 +16,9 @@ Flags:
   --pipeline          the pipeline's knobs, e.g. --pipeline.rerank.mmr_lambda=0.5
                       (see shortrec_jax/pipeline/config.py).
 
-The data set is the ranking run's data source (`config.data.source`), every interaction of
-it. Prints one Markdown table: each item's title, the final score and every stage's score,
-and which recallers proposed it. The logic lives in `shortrec_jax.pipeline`.
+The data set is the ranking run's data source (its data section), every interaction of it.
+Prints one Markdown table: each item's title, the final score and every stage's score, and
+which recallers proposed it. The logic lives in `shortrec_jax.pipeline`.
 """
 
 from __future__ import annotations
@@ -78,8 +83,10 @@ def format_table(recs: Sequence[Recommendation], recallers: Sequence[str]) -> st
 def define_flags() -> None:
     """The command-line flags (defined only when run as a program, so importing this module
     defines none that could clash with another program's)."""
-    flags.DEFINE_string("workdir", None, "xDeepFM run directory.", required=True)
+    flags.DEFINE_string("workdir", "", "xDeepFM run directory (the ranking model).")
+    flags.DEFINE_string("ranker_workdir", "", "Trained ranker run directory (the ranking model).")
     flags.DEFINE_string("bert4rec_workdir", "", "BERT4Rec run directory (optional).")
+    flags.DEFINE_list("sequence_workdirs", [], "Sequence run directories (BERT4Rec, SASRec).")
     flags.DEFINE_string("user", "", "Raw user id.")
     flags.DEFINE_list("history", [], "Raw item ids, oldest first.")
     flags.DEFINE_list("demographics", [], "column=value pairs, e.g. age=24.")
@@ -92,6 +99,8 @@ def main() -> int:
     values = flags.FLAGS
     if not values.user and not values.history:
         raise app.UsageError("give --user, --history, or both")
+    if bool(values.workdir) == bool(values.ranker_workdir):
+        raise app.UsageError("give one ranking model: --workdir (xDeepFM) or --ranker_workdir")
     from shortrec_jax.pipeline.recommender import Recommender
 
     try:
@@ -100,7 +109,10 @@ def main() -> int:
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     rec = Recommender.from_runs(
-        values.workdir, sequence_workdir=values.bert4rec_workdir or None, config=config
+        values.workdir or None,
+        sequence_workdir=[p for p in [values.bert4rec_workdir, *values.sequence_workdirs] if p],
+        ranker_workdir=values.ranker_workdir or None,
+        config=config,
     )
     user = values.user or None
     history = values.history or None
@@ -116,7 +128,8 @@ def main() -> int:
         who = f"new user {user}" if request.user < 0 else f"user {user}"
     print(
         f"{who}, {request.recall.history.size} items of history; stages "
-        f"{values.stages or config.stages}; recallers {', '.join(rec.recallers)}\n"
+        f"{values.stages or config.stages}; ranker {rec.ranking_model}; recallers "
+        f"{', '.join(rec.recallers)}\n"
     )
     print(format_table(recs, rec.recallers))
     return 0

@@ -163,7 +163,7 @@ def test_content_recall_reaches_an_item_nobody_has_interacted_with(world):
 
 def test_sequence_recall_follows_the_live_history_and_compiles_once(world):
     rec = world["rec"]
-    sequence = next(r for r in rec.recall.recallers if r.name == "sequence")
+    sequence = next(r for r in rec.recall.recallers if r.name == "bert4rec")
     first = sequence.scores(rec.resolve(None, ["1", "2"]).recall)
     second = sequence.scores(rec.resolve(None, ["1", "2", "3", "4", "5", "6"]).recall)
     assert np.all(np.isfinite(first)) and not np.allclose(first, second)
@@ -183,7 +183,7 @@ def test_ranking_compiles_once_for_any_candidate_count_and_ignores_padding(world
     np.testing.assert_allclose(ranker.score(0, items[250:260]), full[250:260], rtol=1e-6)
     rec.recommend(user=rec.data.user_ids[1], k=5)
     rec.recommend(history=SEQUELS, k=7)
-    assert rec.compilations() == {"rank": 1, "sequence": 1}
+    assert rec.compilations() == {"rank": 1, "bert4rec": 1}
 
 
 def test_demographics_set_a_new_users_features(world):
@@ -296,7 +296,7 @@ def test_cold_start_users_and_items_get_sensible_lists(world):
     assert not rec.knows_user("no-such-user")
     anonymous = rec.recommend(user="no-such-user", k=10)
     assert len(anonymous) == 10
-    assert all({"popular", "sequence"} & set(r.recallers) for r in anonymous)
+    assert all({"popular", "bert4rec"} & set(r.recallers) for r in anonymous)
     student = rec.recommend(
         user="no-such-user", k=10, demographics={"age": 22, "gender": "F", "occupation": "student"}
     )

@@ -1,8 +1,9 @@
-"""benchmarks/time_to_accuracy: the time to the best checkpoint, found by its step."""
+"""benchmarks/time_to_accuracy: the time to the best checkpoint, found by its step; the floors a
+sequential run clears."""
 
 import pytest
 
-from benchmarks.time_to_accuracy import _to_best
+from benchmarks.time_to_accuracy import _floors_cleared, _to_best
 
 
 def run(best_step: int, best_epoch: float) -> dict:
@@ -24,3 +25,11 @@ def test_to_best_reads_the_validation_at_the_best_step():
 def test_to_best_refuses_a_best_step_without_a_validation():
     with pytest.raises(RuntimeError, match="best step 60"):
         _to_best(run(best_step=60, best_epoch=2))
+
+
+def test_floors_cleared_needs_both_of_a_floors_metrics():
+    # Floors: recency-weighted item-CF HR@10 0.147 / NDCG@10 0.080; EASE NDCG@10 0.071.
+    assert _floors_cleared(0.100, 0.190) == "beats item-CF, recency-weighted history, EASE"
+    # Above the NDCG@10 of both, below item-CF's HR@10: EASE only.
+    assert _floors_cleared(0.085, 0.140) == "beats EASE"
+    assert _floors_cleared(0.070, 0.200) == "beats no floor"

@@ -9,8 +9,11 @@ import pytest
 from configs import bert4rec_ml100k
 from shortrec_jax.data.build import build_dataset
 from shortrec_jax.data.splits import leave_one_out
+from shortrec_jax.training.checkpoint import Checkpointer, abstract_like
+from shortrec_jax.training.logger import read_jsonl
 from shortrec_jax.training.loop import train_and_evaluate
-from shortrec_jax.training.parallel import pmap_step
+from shortrec_jax.training.optim import make_optimizer
+from shortrec_jax.training.parallel import Partitioner, pmap_step
 from shortrec_jax.training.run import load_run
 from shortrec_jax.training.sequence_tasks import ClozeTask, sample_negatives
 from shortrec_jax.training.steps import TrainState
@@ -103,7 +106,9 @@ def test_bert4rec_sharded_step_equals_single_device_and_pmap(tmp_path):
 
 
 def test_train_bert4rec_end_to_end_on_8_devices_and_restore(tmp_path):
-    results = train_and_evaluate(small_config(), tmp_path)
+    config = small_config()
+    config.train.ema_decay = 0.9
+    results = train_and_evaluate(config, tmp_path)
     assert set(results["test"]) >= {"hr@10", "ndcg@10", "mrr@10", "sampled100_pop/hr@10"}
     # 100 sampled negatives are an easier ranking than the whole catalogue.
     assert results["test"]["sampled100_pop/hr@10"] >= results["test"]["hr@10"]
@@ -111,6 +116,25 @@ def test_train_bert4rec_end_to_end_on_8_devices_and_restore(tmp_path):
     run = load_run(tmp_path)
     assert run.vocabulary.num_items == 1682
     assert run.step == results["best_step"]
+    # The moving average is what was validated during training, re-validated at the end and
+    # loaded for scoring; the trained parameters differ from it.
+    logged = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if r["kind"] == "valid"]
+    at_best = next(r for r in logged if r["step"] == run.step)
+    assert at_best["ndcg@10"] == pytest.approx(results["valid"]["ndcg@10"], abs=1e-6)
+    tx = make_optimizer(config.train, total_steps=1)
+    abstract = abstract_like(
+        jax.eval_shape(lambda: TrainState.create(run.params, tx, ema=True)),
+        Partitioner(jax.devices()[:1]).replicated,
+    )
+    ckpt = Checkpointer(tmp_path, keep=2, best_metric="ndcg@10", best_mode="max")
+    try:
+        state, _ = ckpt.restore(run.step, abstract)
+    finally:
+        ckpt.close()
+    table = ("item_embed", "embedding")
+    loaded = np.asarray(run.params[table[0]][table[1]])
+    np.testing.assert_array_equal(loaded, state.ema_params[table[0]][table[1]])
+    assert not np.allclose(loaded, state.params[table[0]][table[1]])
 
 
 def test_sampled_negatives_exclude_seen_and_target_and_follow_popularity():

@@ -90,6 +90,63 @@ def test_sharded_pmap_and_single_device_steps_agree_on_8_devices():
         np.testing.assert_allclose(results[name][1]["loss"], results["single"][1]["loss"], 1e-5)
 
 
+def test_parameter_average_is_off_by_default():
+    from shortrec_jax.configs import common
+
+    train = common.train(
+        batch_size=8,
+        num_epochs=1,
+        optimizer="adam",
+        learning_rate=0.1,
+        warmup_steps=0,
+        weight_decay=0.0,
+        clip_norm=0.0,
+        b2=0.999,
+        early_stopping_patience=0,
+        log_every_steps=1,
+    )
+    assert train.ema_decay == 0.0
+    tx = make_optimizer(_train_config(), total_steps=10)
+    params = {"w": jnp.arange(4, dtype=jnp.float32) / 4, "b": jnp.zeros((), jnp.float32)}
+    state = TrainState.create(params, tx)
+    part = Partitioner(jax.devices()[:1])
+    step = part.compile_train_step(make_train_step(_linear_loss_sums, tx))
+    state = part.init_state(lambda _: state, jax.random.key(0))
+    state, _ = step(state, part.shard_batch(_batch(8)), jax.random.key(0))
+    # No average is kept, and validation reads the trained parameters.
+    assert state.ema_params is None
+    assert state.eval_params is state.params
+
+
+def test_parameter_average_after_two_steps_by_hand():
+    decay = 0.9
+    tx = make_optimizer(_train_config(), total_steps=10)
+    params = {"w": jnp.arange(4, dtype=jnp.float32) / 4, "b": jnp.zeros((), jnp.float32)}
+    part = Partitioner()
+    rng = jax.random.key(0)
+    runs = {}
+    for ema_decay in (0.0, decay):
+        start = TrainState.create(params, tx, ema=ema_decay > 0)
+        state = part.init_state(lambda _, start=start: start, rng)
+        step = part.compile_train_step(make_train_step(_linear_loss_sums, tx, ema_decay))
+        trained, averaged = [], []
+        for seed in (0, 1):
+            state, _ = step(state, part.shard_batch(_batch(32, seed)), rng)
+            trained.append(jax.device_get(state.params))
+            averaged.append(jax.device_get(state.eval_params))
+        runs[ema_decay] = trained, averaged
+    trained, averaged = runs[decay]
+    for key in ("w", "b"):
+        # The average does not change training.
+        np.testing.assert_array_equal(trained[1][key], runs[0.0][0][1][key])
+        # Bias-corrected: the first average is the first update's parameters (the initial
+        # ones carry no weight), the second is (d * p1 + p2) / (1 + d).
+        np.testing.assert_allclose(averaged[0][key], trained[0][key], rtol=1e-6)
+        expected = (decay * trained[0][key] + trained[1][key]) / (1 + decay)
+        np.testing.assert_allclose(averaged[1][key], expected, rtol=1e-5, atol=1e-7)
+        assert not np.allclose(averaged[1][key], trained[1][key])
+
+
 def test_batch_must_divide_over_local_devices():
     part = Partitioner()
     with pytest.raises(ValueError):

@@ -68,6 +68,13 @@ class EASE(Method):
         """[B, I] float32 scores x_u B."""
         return np.asarray(self._x[np.asarray(users)] @ self._b, dtype=np.float32)
 
+    def score_history(self, items: np.ndarray) -> np.ndarray:
+        """[I] float32 scores x B of any history (a new user's, a live one): x is the binary
+        row holding `items` ([n] int item indices; repeats count once), so a user's own
+        history gives that user's `score_all` row (with like_threshold=None)."""
+        rows = np.unique(np.asarray(items, np.int64))
+        return self._b[rows].sum(axis=0, dtype=np.float32)
+
 
 @dataclasses.dataclass(eq=False, kw_only=True)
 class DLAE(EASE):

@@ -66,6 +66,10 @@ def train(
     section.b1 = 0.9
     section.b2 = b2
     section.eps = 1e-8
+    # Validate, test, checkpoint-select and serve an exponential moving average of the
+    # parameters with this decay per step (bias-corrected; e.g. 0.99 averages about the last
+    # 100 steps); 0 = the trained parameters themselves.
+    section.ema_decay = 0.0
     # Stop after this many validations without a better validation metric; 0 = never.
     section.early_stopping_patience = early_stopping_patience
     # Validate every this many steps (saving only new bests); 0 = after every epoch.

@@ -56,6 +56,22 @@ def get_config() -> ConfigDict:
     config.data.item_dense = ()
     # Numeric fields cut into this many quantile buckets (0 = standardised value instead).
     config.data.numeric_buckets = 0
+    # Statistics of the training part as fields (shortrec_jax/data/log_fields.py), any of
+    # user_count, user_mean, user_like_share, item_count, item_mean, item_like_share (a like:
+    # rating >= label_threshold); off here (the paper protocol's config turns them on).
+    config.data.statistics = ()
+    # Means and shares shrunk toward the training part's global value by this many ratings.
+    config.data.statistics_prior = 10.0
+    # Statistics cut into this many quantile buckets (0 = standardised value instead).
+    config.data.statistics_buckets = 0
+    # The user's training items as bag fields: "rated" (every item), "liked" (rated >=
+    # label_threshold); an example's own item is never in its bag. Off here.
+    config.data.histories = ()
+    # Items kept in a bag, the most recent first.
+    config.data.history_length = 50
+    # Whether a bag's items are embedded by the item_id field's table (one embedding space
+    # for the candidate and the user's items) rather than by a table of the bag's own.
+    config.data.history_shares_item_ids = True
 
     config.model = ConfigDict()
     # A key of shortrec_jax.models.MODELS; the other fields are that model's config fields.

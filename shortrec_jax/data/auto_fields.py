@@ -9,6 +9,9 @@ tuple of column names or `("auto",)`, "what the data set has":
   item_numeric      numeric item columns (`Dataset.item_numeric`)
   item_dense        "item_vectors" (`Dataset.item_vectors`)
 
+Besides these, `statistics` and `histories` add the fields fitted on the training log
+(`log_fields`, `data/log_fields.py`).
+
 `auto` takes every column of the group, except a categorical column with fewer than 2 or more
 than `rows / 2` distinct values: a constant says nothing, and a column that nearly tells the
 rows apart (ml-100k's zip codes: 795 values for 943 users) identifies the user or item rather
@@ -110,6 +113,37 @@ def resolve_ctr_fields(data: Mapping[str, Any], ds: Dataset) -> list[FieldSpec]:
     fields += [FieldSpec(c, "numeric", buckets=buckets) for c in groups["item_numeric"]]
     fields += [FieldSpec(c, "multi_hot") for c in groups["item_multi_hot"]]
     fields += [FieldSpec(c, "dense") for c in groups["item_dense"]]
+    return fields + log_fields(data)
+
+
+def log_fields(data: Mapping[str, Any]) -> list[FieldSpec]:
+    """The fields fitted on the training log that `config.data` asks for: `statistics` (with
+    `statistics_prior` and `statistics_buckets`) and `histories` (with `history_length`, and
+    `history_shares_item_ids`: the bags take the item id field's ids and embeddings),
+    likes being ratings >= `label_threshold`.
+    """
+    threshold = float(data["label_threshold"])
+    fields = [
+        FieldSpec(
+            c,
+            "statistic",
+            buckets=int(data["statistics_buckets"]),
+            threshold=threshold,
+            prior=float(data["statistics_prior"]),
+        )
+        for c in data["statistics"] or ()
+    ]
+    fields += [
+        FieldSpec(
+            f"history_{c}",
+            "history",
+            column=c,
+            threshold=threshold,
+            length=int(data["history_length"]),
+            ids_of=ITEM_ID if data["history_shares_item_ids"] else "",
+        )
+        for c in data["histories"] or ()
+    ]
     return fields
 
 

@@ -6,12 +6,14 @@ training part only (`fitted_fields.py`); `encode` and `encode_pairs` then turn
 interactions or arbitrary (user, item) pairs into the batch dict of `schema.py`, reading side
 information (ages, genres, years, vectors) from whichever `Dataset` is given. Values are keyed
 by their raw strings, not by index, so an encoder fitted on one load of a source encodes
-another load, or a served catalogue, consistently.
+another load, or a served catalogue, consistently. The fields fitted on the training log (user
+and item statistics, the user's history bag: `log_fields.py`) are kept in the encoder itself.
 
 Ids. Categorical and multi-hot fields share one vocabulary (`BatchLayout.vocab_size`): each
 field owns the range [offset, offset + size) in declaration order, its first id being the
 reserved one. In the batch, "cat" lists the categorical and bucketised fields in declaration
-order, "multi", "num" and "dense" likewise for their kinds.
+order, "multi", "num" and "dense" likewise for their kinds (a bucketised statistic is in "cat",
+a standardised one in "num", a history in "multi").
 
 Speed: encoding builds one row table per user and per item (plus an "unknown" row), cached per
 side-information object, so a batch is a gather: millions of interactions per second.
@@ -41,6 +43,15 @@ from shortrec_jax.data.fitted_fields import (
     numeric_column,
     ragged_column,
 )
+from shortrec_jax.data.log_fields import (
+    fit_history,
+    fit_statistic,
+    history_rows,
+    quantity,
+    scale_statistic,
+    statistic_rows,
+    statistic_values,
+)
 from shortrec_jax.io import write_atomic
 from shortrec_jax.schema import BatchLayout
 
@@ -64,6 +75,10 @@ class _Tables:
       item_cat: [I + 1, Fci] int32 global ids of the item-side categorical fields.
       multi: [I + 1, Fm, L] int32; multi_mask: [I + 1, Fm, L] float32.
       num: [I + 1, Fn] float32; dense: [I + 1, Dd] float32.
+      statistics: per statistic field, ([R + 1] counts, [R + 1] sums) of its side's rows.
+      histories: per history field, ([U + 1, L] ids, [U + 1, L] mask, [I + 1] own item ids).
+    (Fci, Fm and Fn count the item-side table fields only; the log fields are computed per
+    pair from `statistics` and `histories`.)
     """
 
     user_cat: np.ndarray
@@ -72,6 +87,8 @@ class _Tables:
     multi_mask: np.ndarray
     num: np.ndarray
     dense: np.ndarray
+    statistics: tuple[tuple[np.ndarray, np.ndarray], ...]
+    histories: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]
 
 
 class FeatureEncoder:
@@ -85,11 +102,15 @@ class FeatureEncoder:
         self._fields = list(fields)
         self._groups = self._by_group()
         self._multi_len = max([1, *(fld.multi_len for fld in self._groups["multi"])])
-        # "cat" is gathered as [user-side columns, item-side columns]; this puts the columns
-        # back in declaration order (None when they already are, the usual case).
-        sides = [fld.side for fld in self._groups["cat"]]
-        perm = np.argsort([s != "user" for s in sides], kind="stable")
-        self._cat_order = None if np.all(perm == np.arange(perm.size)) else np.argsort(perm)
+        self._statistics = [fld for fld in self._fields if fld.spec.kind == "statistic"]
+        self._histories = [fld for fld in self._fields if fld.spec.kind == "history"]
+        # "cat" is gathered as [user-side columns, item-side columns, bucketised statistics],
+        # "num" as [item numbers, statistics], "multi" as [item multi-hots, histories]; these
+        # put the columns back in declaration order (None when they already are).
+        self._order = {
+            group: _gather_order([_gather_rank(fld) for fld in self._groups[group]])
+            for group in ("cat", "num", "multi")
+        }
         self._cache: dict[tuple[int, ...], tuple[list[object], _Tables]] = {}
 
     # -- fitting -------------------------------------------------------------------------------
@@ -124,15 +145,26 @@ class FeatureEncoder:
             raise DataError("a feature set needs at least one field")
         seen_users = np.unique(train.users)
         seen_items = np.unique(train.items)
-        fitted = [
-            fit_field(train, f, dict(item_arrays or {}), seen_users, seen_items) for f in fields
-        ]
+        arrays = dict(item_arrays or {})
+        fitted: dict[str, FittedField] = {}
+        for f in fields:
+            if f.kind == "statistic":
+                fitted[f.name] = fit_statistic(train, f)
+            elif f.kind != "history":
+                fitted[f.name] = fit_field(train, f, arrays, seen_users, seen_items)
+        for f in fields:
+            if f.kind == "history":
+                fitted[f.name] = fit_history(train, f, _item_ids_of(f, fitted).vocab)
+        ordered = [fitted[f.name] for f in fields]
         offset = 0
-        for fld in fitted:
+        for fld in ordered:
             if fld.size:
                 fld.offset = offset
                 offset += fld.size
-        return cls(fitted)
+        for f in fields:
+            if f.ids_of:
+                fitted[f.name].offset = fitted[f.ids_of].offset
+        return cls(ordered)
 
     # -- what the model needs ------------------------------------------------------------------
 
@@ -170,10 +202,10 @@ class FeatureEncoder:
         return fld.vocab
 
     def statistics(self, name: str) -> tuple[float, float]:
-        """(mean, std) of a standardised numeric field."""
+        """(mean, std) of a standardised numeric or statistic field."""
         fld = self._field(name)
-        if fld.spec.kind != "numeric" or fld.spec.buckets:
-            raise DataError(f"field {name!r} is not a standardised numeric field")
+        if fld.spec.kind not in ("numeric", "statistic") or fld.spec.buckets:
+            raise DataError(f"field {name!r} is not a standardised numeric or statistic field")
         return fld.mean, fld.std
 
     def _field(self, name: str) -> FittedField:
@@ -188,9 +220,9 @@ class FeatureEncoder:
             s = fld.spec
             if s.is_cat:
                 groups["cat"].append(fld)
-            elif s.kind == "multi_hot":
+            elif s.kind in ("multi_hot", "history"):
                 groups["multi"].append(fld)
-            elif s.kind == "numeric":
+            elif s.kind in ("numeric", "statistic"):
                 groups["num"].append(fld)
             else:
                 groups["dense"].append(fld)
@@ -203,6 +235,7 @@ class FeatureEncoder:
         ds: Dataset,
         *,
         label: float | Callable[[Dataset], np.ndarray] = DEFAULT_LABEL_THRESHOLD,
+        leave_out: bool = False,
     ) -> Batch:
         """Encodes every interaction of `ds` (N = ds.num_interactions).
 
@@ -211,13 +244,16 @@ class FeatureEncoder:
             load of the source: values are matched by raw string).
           label: a threshold (label = rating >= threshold) or a function of `ds` returning
             [N] labels (e.g. from `ds.extra["watch_ratio"]`).
+          leave_out: `ds` holds interactions of the log `fit` was given (its training
+            examples): each leaves its own rating out of its user's and item's statistics.
 
         Returns:
           The batch of `schema.py`: "cat" [N, Fc] int32, "multi" [N, Fm, L] int32,
           "multi_mask" [N, Fm, L] float32, "num" [N, Fn] float32, "dense" [N, Dd] float32,
           "label" [N] float32, "weight" [N] float32 (ones).
         """
-        batch = self._gather(self._tables(ds), ds.users, ds.items)
+        own = ds.ratings if leave_out else None
+        batch = self._gather(self._tables(ds), ds.users, ds.items, own)
         if callable(label):
             y = np.asarray(label(ds), dtype=np.float32)
             if y.shape != (ds.num_interactions,):
@@ -253,20 +289,52 @@ class FeatureEncoder:
         i = np.where((items >= 0) & (items < side.num_items), items, side.num_items)
         return self._gather(self._tables(side), u, i)
 
-    def _gather(self, t: _Tables, u: np.ndarray, i: np.ndarray) -> Batch:
-        """The batch of users `u` [N] and items `i` [N] (row indices of the tables)."""
+    def _gather(
+        self, t: _Tables, u: np.ndarray, i: np.ndarray, own: np.ndarray | None = None
+    ) -> Batch:
+        """The batch of users `u` [N] and items `i` [N] (row indices of the tables); `own`
+        [N], when given, are the pairs' ratings to leave out of their statistics."""
         n = u.shape[0]
-        cat = np.concatenate([t.user_cat[u], t.item_cat[i]], axis=1)  # [N, Fc]
-        if self._cat_order is not None:
-            cat = cat[:, self._cat_order]
-        return {
+        stat_cat, stat_num = [], []
+        for fld, (counts, sums) in zip(self._statistics, t.statistics, strict=True):
+            rows = u if fld.side == "user" else i
+            c, s = counts[rows], sums[rows]
+            if own is not None:
+                c, s = c - 1.0, s - quantity(fld.spec, own)
+                if np.any(c < 0):
+                    raise DataError(
+                        f"field {fld.spec.name!r}: encode(leave_out=True) was given interactions "
+                        "that are not in the log the encoder was fitted on"
+                    )
+            column = scale_statistic(fld, statistic_values(fld, c, s))
+            (stat_cat if fld.spec.buckets else stat_num).append(column[:, None])
+        cat = np.concatenate([t.user_cat[u], t.item_cat[i], *stat_cat], axis=1)  # [N, Fc]
+        num = np.concatenate([t.num[i], *stat_num], axis=1)  # [N, Fn]
+        multi, multi_mask = [t.multi[i]], [t.multi_mask[i]]
+        length = self._multi_len
+        for ids, mask, own_ids in t.histories:
+            h_ids = np.full((n, length), ids[-1, 0], dtype=np.int32)  # [N, L]
+            h_mask = np.zeros((n, length), dtype=np.float32)
+            width = ids.shape[1]
+            h_ids[:, :width] = ids[u]
+            # The pair's own item is never in its bag (log_fields.py says why).
+            h_mask[:, :width] = mask[u] * (ids[u] != own_ids[i][:, None])
+            multi.append(h_ids[:, None])
+            multi_mask.append(h_mask[:, None])
+        batch = {
             "cat": cat,
-            "multi": t.multi[i],
-            "multi_mask": t.multi_mask[i],
-            "num": t.num[i],
+            "multi": np.concatenate(multi, axis=1),  # [N, Fm, L]
+            "multi_mask": np.concatenate(multi_mask, axis=1),
+            "num": num,
             "dense": t.dense[i],
             "weight": np.ones(n, dtype=np.float32),
         }
+        for group, order in self._order.items():
+            if order is not None:
+                batch[group] = batch[group][:, order]
+                if group == "multi":
+                    batch["multi_mask"] = batch["multi_mask"][:, order]
+        return batch
 
     def _tables(self, ds: Dataset) -> _Tables:
         """The row tables of `ds`, cached by the identity of the side information they read."""
@@ -279,7 +347,7 @@ class FeatureEncoder:
                 sources.append(ragged_column(ds, s))
             elif s.kind == "numeric":
                 sources.append(numeric_column(ds, s))
-            else:
+            elif s.kind == "dense":
                 sources.append(ds.item_vectors)
         key = tuple(id(x) for x in sources)
         hit = self._cache.get(key)
@@ -297,17 +365,20 @@ class FeatureEncoder:
         nu, ni, length = ds.num_users, ds.num_items, self._multi_len
         user_cols, item_cols = [], []
         for fld in groups["cat"]:
-            cols = user_cols if fld.side == "user" else item_cols
-            cols.append(categorical_rows(fld, ds))
-        multi = np.zeros((ni + 1, len(groups["multi"]), length), dtype=np.int32)
-        mask = np.zeros((ni + 1, len(groups["multi"]), length), dtype=np.float32)
-        for k, fld in enumerate(groups["multi"]):
+            if fld.spec.kind != "statistic":
+                cols = user_cols if fld.side == "user" else item_cols
+                cols.append(categorical_rows(fld, ds))
+        item_multi = [fld for fld in groups["multi"] if fld.spec.kind == "multi_hot"]
+        multi = np.zeros((ni + 1, len(item_multi), length), dtype=np.int32)
+        mask = np.zeros((ni + 1, len(item_multi), length), dtype=np.float32)
+        for k, fld in enumerate(item_multi):
             multi[:, k, :] = fld.offset
             multi[:ni, k, :], mask[:ni, k, :] = multi_hot_rows(
                 fld, ragged_column(ds, fld.spec), ni, length
             )
-        num = np.zeros((ni + 1, len(groups["num"])), dtype=np.float32)
-        for k, fld in enumerate(groups["num"]):
+        item_num = [fld for fld in groups["num"] if fld.spec.kind == "numeric"]
+        num = np.zeros((ni + 1, len(item_num)), dtype=np.float32)
+        for k, fld in enumerate(item_num):
             z = (numeric_column(ds, fld.spec).astype(np.float64) - fld.mean) / fld.std
             num[:ni, k] = np.nan_to_num(z, nan=0.0)
         dense_parts = [dense_rows(fld, ds) for fld in groups["dense"]]
@@ -321,6 +392,10 @@ class FeatureEncoder:
             multi_mask=mask,
             num=num,
             dense=dense,
+            statistics=tuple(statistic_rows(fld, ds) for fld in self._statistics),
+            histories=tuple(
+                history_rows(fld, ds, min(fld.multi_len, length)) for fld in self._histories
+            ),
         )
 
     # -- saving --------------------------------------------------------------------------------
@@ -379,6 +454,39 @@ class FeatureEncoder:
         except (KeyError, TypeError, ValueError, OSError) as e:
             raise DataError(f"{path}: malformed feature encoder ({e!r})") from None
         return cls(fields)
+
+
+def _item_ids_of(f: FieldSpec, fitted: dict[str, FittedField]) -> FittedField:
+    """The fitted item id field whose ids history `f` takes (an empty stand-in without
+    `f.ids_of`: the history then has a vocabulary of its own)."""
+    if not f.ids_of:
+        return FittedField(f)
+    target = fitted.get(f.ids_of)
+    if target is None or target.spec.kind != "categorical" or target.side != "item":
+        raise DataError(
+            f"field {f.name!r}: ids_of={f.ids_of!r} must name the feature set's categorical "
+            f"item id field; fields are {sorted(fitted)}"
+        )
+    if target.spec.source != "item_id":
+        raise DataError(
+            f"field {f.name!r}: ids_of={f.ids_of!r} reads {target.spec.source!r}, not the item id"
+        )
+    return target
+
+
+def _gather_rank(fld: FittedField) -> int:
+    """Where `_gather` puts a field's column within its group: user-side table columns (0),
+    item-side table columns (1), then the log fields (2)."""
+    if fld.spec.kind in ("statistic", "history"):
+        return 2
+    return 0 if fld.side == "user" and fld.spec.kind == "categorical" else 1
+
+
+def _gather_order(ranks: list[int]) -> np.ndarray | None:
+    """The permutation from gathered to declaration order of a group's columns, None when
+    they are the same."""
+    perm = np.argsort(ranks, kind="stable")
+    return None if np.all(perm == np.arange(perm.size)) else np.argsort(perm)
 
 
 def _stack_columns(cols: list[np.ndarray], rows: int) -> np.ndarray:

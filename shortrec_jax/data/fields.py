@@ -16,6 +16,14 @@ Field kinds:
   "dense"        an item vector: `Dataset.item_vectors` (column "item_vectors") or an external
                  [I, D] array passed to `fit` under the column's name, used as is; unknown items
                  get zeros.
+  "statistic"    a number fitted on the training interactions (column one of STATISTICS): a
+                 user's or item's rating count (log(1 + n)), mean rating, or share of ratings
+                 >= `threshold`; means and shares are shrunk toward the training log's global
+                 value by `prior` pseudo-ratings, so a user or item training never saw gets the
+                 global value. Standardised, or bucketised with `buckets`, like "numeric".
+  "history"      the user's training items as a bag (column one of HISTORIES: every item rated,
+                 or those rated >= `threshold`), the `length` most recent; an example's own
+                 item is never in its bag (see data/log_fields.py).
 """
 
 from __future__ import annotations
@@ -24,7 +32,18 @@ import dataclasses
 
 from shortrec_jax.data.dataset import DataError, Dataset
 
-KINDS = ("categorical", "multi_hot", "numeric", "dense")
+KINDS = ("categorical", "multi_hot", "numeric", "dense", "statistic", "history")
+#: The columns of a "statistic" field: user or item, then what is counted.
+STATISTICS = (
+    "user_count",
+    "user_mean",
+    "user_like_share",
+    "item_count",
+    "item_mean",
+    "item_like_share",
+)
+#: The columns of a "history" field: every item the user rated, or those rated >= threshold.
+HISTORIES = ("rated", "liked")
 SIDES = ("user", "item")
 USER_ID = "user_id"
 ITEM_ID = "item_id"
@@ -44,7 +63,15 @@ class FieldSpec:
         `item_multi_hot` key or "item_tags". Numeric: an `item_numeric` key. Dense:
         "item_vectors" or a key of `fit(..., item_arrays=...)`.
       side: "user" or "item" for a categorical column that both sides have; "" infers it.
-      buckets: numeric only; 0 standardises the value, B >= 2 makes B quantile buckets.
+      buckets: numeric and statistic only; 0 standardises the value, B >= 2 makes B quantile
+        buckets.
+      threshold: statistic and history only: a rating at or above it is a like.
+      prior: statistic only: pseudo-ratings of the global value in a shrunk mean or share.
+      length: history only: the most recent items kept in the bag (L of the batch).
+      ids_of: history only: the name of the feature set's item id field (column "item_id"),
+        whose ids, and so embeddings, the bag's items then take: a candidate and the items
+        of its user's bag meet in one embedding space, where the CIN's and the DNN's products
+        of the two are item-item similarities. "" = a vocabulary of the bag's own.
     """
 
     name: str
@@ -52,6 +79,10 @@ class FieldSpec:
     column: str = ""
     side: str = ""
     buckets: int = 0
+    threshold: float = 0.0
+    prior: float = 0.0
+    length: int = 0
+    ids_of: str = ""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -62,10 +93,24 @@ class FieldSpec:
             raise DataError(f"field {self.name!r}: side {self.side!r} is not 'user' or 'item'")
         if self.side and self.kind != "categorical":
             raise DataError(f"field {self.name!r}: side applies to categorical fields only")
-        if self.buckets and (self.kind != "numeric" or self.buckets < 2):
+        if self.buckets and (self.kind not in ("numeric", "statistic") or self.buckets < 2):
             raise DataError(
-                f"field {self.name!r}: buckets={self.buckets} needs kind 'numeric' and >= 2"
+                f"field {self.name!r}: buckets={self.buckets} needs kind 'numeric' or "
+                "'statistic' and >= 2"
             )
+        if self.kind == "statistic" and self.source not in STATISTICS:
+            raise DataError(
+                f"field {self.name!r}: statistic {self.source!r} is not in {STATISTICS}"
+            )
+        if self.kind == "history" and (self.source not in HISTORIES or self.length < 1):
+            raise DataError(
+                f"field {self.name!r}: a history needs a column in {HISTORIES} and length >= 1, "
+                f"got {self.source!r} and {self.length}"
+            )
+        if self.prior < 0 or (self.prior and self.kind != "statistic"):
+            raise DataError(f"field {self.name!r}: prior={self.prior} needs kind 'statistic', >= 0")
+        if (self.length or self.ids_of) and self.kind != "history":
+            raise DataError(f"field {self.name!r}: length and ids_of apply to history fields only")
 
     @property
     def source(self) -> str:
@@ -75,7 +120,9 @@ class FieldSpec:
     @property
     def is_cat(self) -> bool:
         """Whether the field is a column of "cat" (categorical, or bucketised numeric)."""
-        return self.kind == "categorical" or (self.kind == "numeric" and self.buckets > 0)
+        return self.kind == "categorical" or (
+            self.kind in ("numeric", "statistic") and self.buckets > 0
+        )
 
 
 def default_ctr_fields(ds: Dataset, *, year_buckets: int = 0) -> list[FieldSpec]:

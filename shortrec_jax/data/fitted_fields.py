@@ -101,8 +101,25 @@ class FittedField:
     dim: int = 0  # dense width
     dense_ids: np.ndarray | None = None  # [I'] str raw item ids of an external dense array
     dense_values: np.ndarray | None = None  # [I', D] float32 external dense array
+    # Fields fitted on the training log (data/log_fields.py):
+    keys: np.ndarray | None = None  # [K] sorted str raw user or item ids
+    counts: np.ndarray | None = None  # [K] float64 interactions of each key (statistic)
+    sums: np.ndarray | None = None  # [K] float64 sum of the statistic's quantity
+    global_value: float = 0.0  # the statistic's value over the whole log (its prior)
+    offsets: np.ndarray | None = None  # [K + 1] int64 each user's bag in `bag` (history)
+    bag: np.ndarray | None = None  # [T] int32 local ids (into `vocab`) of the bags
 
-    _ARRAYS = ("vocab", "edges", "dense_ids", "dense_values")
+    _ARRAYS = (
+        "vocab",
+        "edges",
+        "dense_ids",
+        "dense_values",
+        "keys",
+        "counts",
+        "sums",
+        "offsets",
+        "bag",
+    )
 
     def meta(self) -> dict:
         return {
@@ -114,6 +131,7 @@ class FittedField:
             "mean": self.mean,
             "std": self.std,
             "dim": self.dim,
+            "global_value": self.global_value,
         }
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
@@ -124,6 +142,8 @@ class FittedField:
     @classmethod
     def from_saved(cls, meta: dict, arrays: dict[str, np.ndarray], prefix: str) -> FittedField:
         kwargs = {k: meta[k] for k in ("side", "offset", "size", "multi_len", "mean", "std", "dim")}
+        # Encoders saved before the log fields existed have no global value (nor such fields).
+        kwargs["global_value"] = meta.get("global_value", 0.0)
         kwargs.update({k: arrays[f"{prefix}{k}"] for k in cls._ARRAYS if f"{prefix}{k}" in arrays})
         return cls(spec=FieldSpec(**meta["spec"]), **kwargs)
 

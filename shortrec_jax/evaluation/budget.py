@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from ml_collections import ConfigDict
 
@@ -29,7 +30,7 @@ class BudgetedCTRMethod(CTRMethod):
       example_budget: training examples to see, summed over epochs (e.g. 4 epochs of the
         whole part's 72,000 training examples: 288,000).
       max_epochs: the most epochs any fit trains.
-      **options: `CTRMethod`'s (valid_fraction, score_batch).
+      **options: `CTRMethod`'s (valid_fraction, score_batch, refit).
     """
 
     def __init__(
@@ -39,7 +40,7 @@ class BudgetedCTRMethod(CTRMethod):
         *,
         example_budget: int,
         max_epochs: int,
-        **options: float | int,
+        **options: Any,
     ) -> None:
         if example_budget < 1 or max_epochs < 1:
             raise ValueError(

@@ -19,7 +19,7 @@ from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.sequences import SequenceData
 from shortrec_jax.data.splits import concat
 from shortrec_jax.interface import Method
-from shortrec_jax.training.run import TrainedRun, load_run, train_run
+from shortrec_jax.training.run import TrainedRun, load_run, train_run, training_split
 from shortrec_jax.training.scorers import CTRScorer, SequenceScorer
 
 
@@ -69,6 +69,10 @@ class CTRMethod(_RunMethod):
       valid_fraction: share of the training part held out for validation when `fit` gets no
         validation part.
       score_batch: pairs per scoring call; every call has this shape, so scoring compiles once.
+      refit: when `fit` gets no validation part: after early stopping on the held-out share,
+        train again on the whole training part for the epochs chosen there (the best epoch),
+        and score with that model. Its run directory is `workdir` + "-refit". Without it,
+        the model scored is the one trained on the rest of the training part.
     """
 
     outputs_probabilities = True
@@ -80,15 +84,45 @@ class CTRMethod(_RunMethod):
         *,
         valid_fraction: float = 0.1,
         score_batch: int = 16_384,
+        refit: bool = False,
     ) -> None:
         super().__init__(train_config, workdir)
         self.valid_fraction = valid_fraction
         self.score_batch = score_batch
+        self.refit = refit
         self.scorer: CTRScorer | None = None
         self.side: Dataset | None = None
 
     def _train_options(self) -> dict[str, Any]:
         return {"valid_fraction": self.valid_fraction}
+
+    def fit(self, train: Dataset, valid: Dataset | None = None) -> CTRMethod:
+        run, self.results = train_run(
+            self.config, self.workdir, train, valid, valid_fraction=self.valid_fraction
+        )
+        if self.refit and valid is None:
+            run = self._refit(train)
+        self._attach(run, train, valid)
+        return self
+
+    def _refit(self, train: Dataset) -> TrainedRun:
+        """Trains again on all of `train` for the chosen epochs; `results` then holds the
+        refit's results, with the selection run's under "selection"."""
+        epochs = int(self.results["best_epoch"])
+        config = ConfigDict(self.config.to_dict())
+        config.train.num_epochs = epochs
+        config.train.early_stopping_patience = 0
+        # The loop validates every epoch; the held-out share is now training data, so its
+        # metrics say nothing, and the latest checkpoint (the last epoch) is the one loaded.
+        slice_ = training_split(
+            "ctr", train, None, valid_fraction=self.valid_fraction, seed=config.seed
+        ).valid
+        workdir = (
+            None if self.workdir is None else self.workdir.with_name(self.workdir.name + "-refit")
+        )
+        run, results = train_run(config, workdir, train, slice_, which="latest")
+        self.results = {**results, "selection": self.results, "refit_epochs": epochs}
+        return run
 
     def _attach(self, run: TrainedRun, train: Dataset, valid: Dataset | None = None) -> None:
         # The features of the indices it scores come from the training part's data set.

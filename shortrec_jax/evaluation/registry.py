@@ -12,6 +12,7 @@ size of the part it is fitted on (`budget.BudgetedCTRMethod`, the size protocol'
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -56,21 +57,27 @@ def make_method(
             raise ValueError(f"methods.{name} needs train_config, the path of a training config")
         train_config = load_config_file(config.pop("train_config"))
         merge_overrides(train_config, config.pop("overrides", {}) or {})
+        # Fig. 7's example budget (`budget.BudgetedCTRMethod`); the rest are the method's own
+        # keyword options (CTRMethod's refit, ...).
         budget = {k: config.pop(k) for k in ("example_budget", "max_epochs") if k in config}
-        if config:
-            raise ValueError(f"methods.{name}: unknown fields {sorted(config)}")
+        cls = DEEP_METHODS[name]
+        options = set(inspect.signature(cls.__init__).parameters)
+        unknown = sorted(set(config) - (options - {"self", "train_config", "workdir"}))
+        if unknown:
+            raise ValueError(f"methods.{name}: unknown fields {unknown}")
         train_config.seed = seed
         train_config.log.progress_bar = False
         if budget.get("example_budget") is not None:
-            if DEEP_METHODS[name] is not CTRMethod:
+            if cls is not CTRMethod:
                 raise ValueError(f"methods.{name}.example_budget: only CTR models take one")
             return BudgetedCTRMethod(
                 train_config,
                 workdir,
                 example_budget=int(budget["example_budget"]),
                 max_epochs=int(budget.get("max_epochs") or train_config.train.num_epochs),
+                **config,
             )
-        return DEEP_METHODS[name](train_config, workdir)
+        return cls(train_config, workdir, **config)
     if name not in BASELINES:
         raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHOD_NAMES)}")
     cls = BASELINES[name]

@@ -42,8 +42,13 @@ class RecallConfig:
       item_cf_quota: candidates from item-CF neighbours of the history (0 = off).
       item_cf_neighbours: neighbours kept per item in the item-item cosine table (the classic
         top-N scheme of Deshpande and Karypis, TOIS 2004).
-      sequence_quota: candidates from BERT4Rec's next-item scores on the live history (0 = off;
-        used only with a BERT4Rec run).
+      sequence_quota: candidates from each sequence run's next-item scores on the live
+        history (BERT4Rec, SASRec, any registered sequence model; 0 = off; used only with
+        sequence runs). Each run is a recaller named by its model ("bert4rec", "sasrec").
+      ease_quota: candidates from EASE (Steck, WWW 2019) on the whole history, live items
+        included (0 = off: EASE inverts a dense [I, I] matrix at start-up, which large
+        catalogues cannot afford; on MovieLens 100K it is the strongest single recaller).
+      ease_l2: EASE's L2 penalty lambda.
       content_quota: candidates by cosine between the history's content profile and each item's
         content (also items nobody has interacted with yet; 0 = off).
       content_features: content sources, from CONTENT_SOURCES.
@@ -52,8 +57,9 @@ class RecallConfig:
       popular_half_life_days: 0 counts every interaction alike; > 0 weighs each interaction by
         0.5 ** (age / half-life), its age measured from the newest interaction of the data, so
         the recaller proposes what is trending rather than what was ever popular.
-      item_cf_weight, sequence_weight, content_weight, popular_weight: each recaller's weight
-        w in the fusion, sum over recallers of w / (k + rank).
+      item_cf_weight, sequence_weight, ease_weight, content_weight, popular_weight: each
+        recaller's weight w in the fusion, sum over recallers of w / (k + rank)
+        (sequence_weight is every sequence recaller's).
       fusion_k: the constant k of reciprocal-rank fusion (Cormack et al., SIGIR 2009, who
         found k = 60 robust).
       max_candidates: the union is cut to this many candidates by fused score.
@@ -64,12 +70,15 @@ class RecallConfig:
     item_cf_quota: int = 200
     item_cf_neighbours: int = 100
     sequence_quota: int = 100
+    ease_quota: int = 0
+    ease_l2: float = 500.0
     content_quota: int = 50
     content_features: tuple[str, ...] = ("genres",)
     popular_quota: int = 50
     popular_half_life_days: float = 0.0
     item_cf_weight: float = 1.0
     sequence_weight: float = 1.0
+    ease_weight: float = 1.0
     content_weight: float = 0.1
     popular_weight: float = 0.25
     fusion_k: float = 60.0
@@ -80,12 +89,14 @@ class RecallConfig:
             "history_length": self.history_length,
             "item_cf_quota": self.item_cf_quota,
             "sequence_quota": self.sequence_quota,
+            "ease_quota": self.ease_quota,
             "content_quota": self.content_quota,
             "popular_quota": self.popular_quota,
             "recency_half_life": self.recency_half_life,
             "popular_half_life_days": self.popular_half_life_days,
             "item_cf_weight": self.item_cf_weight,
             "sequence_weight": self.sequence_weight,
+            "ease_weight": self.ease_weight,
             "content_weight": self.content_weight,
             "popular_weight": self.popular_weight,
             "fusion_k": self.fusion_k,
@@ -93,6 +104,8 @@ class RecallConfig:
         negative = {k: v for k, v in non_negative.items() if v < 0}
         if negative:
             raise ValueError(f"recall: {negative} must be >= 0")
+        if self.ease_l2 <= 0:
+            raise ValueError(f"recall.ease_l2={self.ease_l2} must be > 0")
         if self.item_cf_neighbours < 1 or self.max_candidates < 1:
             raise ValueError(
                 f"recall: item_cf_neighbours={self.item_cf_neighbours} and max_candidates="
@@ -108,16 +121,20 @@ class RecallConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RankConfig:
-    """Ranking with xDeepFM.
+    """Ranking: a trained ranker (`pipeline/ranker_run.py`) or xDeepFM.
+
+    The ranking model is the run the pipeline is built with: a trained ranker orders the
+    candidates by its own final score (`pipeline/ranker.py`: P(watch), or P(watch and like));
+    xDeepFM by the product below.
 
     Attributes:
-      batch_size: candidates per device call. Every call has this shape (the candidate list
-        is padded to a multiple of it), so the model compiles once, whatever a request's
-        candidate count.
-      recall_exponent: candidates are ordered by P(like) x (fused / largest fused) ** this.
-        xDeepFM learns from rated pairs, so it predicts whether a user likes an item once
-        seen, not whether the user would watch it at all; the recall evidence (who watched
-        what together, what is popular) supplies that. 0 = P(like) alone.
+      batch_size: candidates per xDeepFM call. Every call has this shape (the candidate
+        list is padded to a multiple of it), so the model compiles once, whatever a request's
+        candidate count. (A trained ranker's calls have the fixed shape it was trained with.)
+      recall_exponent: xDeepFM only: candidates are ordered by P(like) x (fused / largest
+        fused) ** this. xDeepFM learns from rated pairs, so it predicts whether a user likes
+        an item once seen, not whether the user would watch it at all; the recall evidence
+        (who watched what together, what is popular) supplies that. 0 = P(like) alone.
     """
 
     batch_size: int = 256

@@ -330,13 +330,61 @@ class TrainedRankerMethod(Method):
         c = self.config
         if c.stages == "recall+rank":
             self.examples = c.examples(train, self.seed)
-            self.model, self.params, self.losses = train_ranker(
+            model, params, losses = train_ranker(
                 self.examples, train.num_users, train.num_items, c, self.seed
             )
-            model = self.model
-            self._predict = jax.jit(lambda params, batch: model.apply({"params": params}, batch))
+            self._attach(model, params, losses)
         self.inputs = RankerInputs(train, c.recallers, c.quota, c.recent_length, c.scorers)
         return self
+
+    def _attach(self, model: TwoHeadRanker, params: Any, losses: np.ndarray) -> None:
+        self.model, self.params, self.losses = model, params, losses
+        self._predict = jax.jit(lambda params, batch: model.apply({"params": params}, batch))
+
+    @classmethod
+    def restore(
+        cls,
+        config: RankerConfig,
+        model: TwoHeadRanker,
+        params: Any,
+        data: Dataset,
+        *,
+        losses: np.ndarray,
+        seed: int = 0,
+        name: str = "ranker",
+    ) -> TrainedRankerMethod:
+        """A fitted method from a trained network (e.g. read back from files): what `fit`
+        leaves behind, with the recallers and statistics fitted on `data`."""
+        method = cls(config, seed=seed, name=name)
+        method._attach(model, params, np.asarray(losses, np.float64))
+        method.inputs = RankerInputs(
+            data, config.recallers, config.quota, config.recent_length, config.scorers
+        )
+        return method
+
+    def compilations(self) -> int:
+        """How many input shapes the network has been compiled for (one once warm)."""
+        return self._predict._cache_size()
+
+    def final_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The learned final score of given candidates (stages="recall+rank").
+
+        Args:
+          users: [B] int user indices.
+          items: [B, C] int item indices, -1 for padding.
+
+        Returns:
+          [B, C] float32: P(watch) ("watch"; with the listwise loss the softmax over the row's
+          valid candidates) or P(watch) x P(like | watch) ("like"); padding's is meaningless.
+        """
+        users = np.asarray(users, np.int64)
+        items = np.asarray(items, np.int64)
+        return self._final_of(users, items, self.inputs.recaller_scores(users))
+
+    def _final_of(self, users: np.ndarray, items: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """`final_scores` given the users' [R, B, I] recaller scores."""
+        feats = self.inputs.features(users, items, scores)
+        return self._final(self._probabilities(feats, items >= 0)).astype(np.float32)
 
     def _probabilities(
         self, feats: dict[str, np.ndarray], valid: np.ndarray | None = None
@@ -377,11 +425,7 @@ class TrainedRankerMethod(Method):
         scores = self.inputs.recaller_scores(users)
         items, fused = self.inputs.candidates(scores)
         valid = items >= 0
-        if self.config.stages == "recall":
-            value = fused
-        else:
-            feats = self.inputs.features(users, items, scores)
-            value = self._final(self._probabilities(feats, valid))
+        value = fused if self.config.stages == "recall" else self._final_of(users, items, scores)
         out = np.full((users.size, self.inputs.data.num_items), NOT_RECALLED, np.float32)
         rows = np.broadcast_to(np.arange(users.size)[:, None], items.shape)
         out[rows[valid], items[valid]] = 1.0 + value[valid]

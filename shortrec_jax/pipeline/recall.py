@@ -10,8 +10,11 @@ counts), and an item proposed by several recallers rises.
 
 The recallers (the study's "rules and models"):
   item-cf   neighbours of the recent history in the item-item cosine table (Eq. 1).
-  sequence  BERT4Rec's next-item top-N after the live history, so a change of interest counts
-            at the next request, without retraining.
+  bert4rec, sasrec, ...
+            a sequence run's next-item top-N after the live history (one recaller per run,
+            named by its model), so a change of interest counts at the next request, without
+            retraining.
+  ease      EASE's scores x B of the whole history (Steck, WWW 2019), live items included.
   content   cosine between the history's content profile and each item's content vector:
             reaches items nobody has interacted with yet, and serves a new user whose only
             history is new items.
@@ -29,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 from absl import logging
 
-from shortrec_jax.baselines import ItemCF
+from shortrec_jax.baselines import EASE, ItemCF
 from shortrec_jax.baselines.item_tokens import item_token_counts, tf_idf
 from shortrec_jax.baselines.similarity import l2_normalize_rows
 from shortrec_jax.data.auto_fields import content_sources
@@ -137,6 +140,26 @@ class ItemCFRecaller(Recaller):
         return np.where(total > 0, total, out).astype(np.float32)
 
 
+class EASERecaller(Recaller):
+    """EASE's scores of the whole history: x B, x the history as a binary row (Steck 2019).
+
+    A known user with no live history gets exactly EASE's `score_all` row; items with no
+    positive score are not proposed.
+    """
+
+    name = "ease"
+
+    def __init__(self, data: Dataset, quota: int, *, l2: float) -> None:
+        super().__init__(quota)
+        self.ease = EASE(l2=l2).fit(data)
+
+    def scores(self, request: RecallRequest) -> np.ndarray:
+        if request.history.size == 0:
+            return np.full(request.seen.size, -np.inf, np.float32)
+        total = self.ease.score_history(request.history)  # [I]
+        return np.where(total > 0, total, -np.inf).astype(np.float32)
+
+
 def content_vectors(data: Dataset, features: Sequence[str]) -> sp.csr_array:
     """Unit content vectors of every item, one block per source (as `ContentCF` builds them).
 
@@ -221,16 +244,21 @@ class PopularRecaller(Recaller):
 class SequenceRecaller(Recaller):
     """A sequence run's next-item scores after the request's history (the live one included).
 
-    The run may have been trained on another load of the data: items are matched by raw id,
-    history items the run does not know are left out of its input, and catalogue items it
-    does not know are not proposed. Inputs have the run's fixed shape [1, max_len], so the
-    model compiles once.
+    Any registered sequence model (BERT4Rec, SASRec) through its `TrainedRun`; the recaller
+    is named by the run's model. The run may have been trained on another load of the data:
+    items are matched by raw id, history items the run does not know are left out of its
+    input, and catalogue items it does not know are not proposed. Inputs have the run's fixed
+    shape [1, max_len], so the model compiles once.
     """
-
-    name = "sequence"
 
     def __init__(self, run: TrainedRun, data: Dataset, quota: int) -> None:
         super().__init__(quota)
+        if run.family != "sequence":
+            raise ValueError(
+                f"{run.workdir} is a {run.family} run; a sequence recaller needs a "
+                "sequence run (BERT4Rec, SASRec)"
+            )
+        self.name = str(run.config.model.name)
         self.scorer = SequenceScorer(run, batch_size=1)
         index = {str(r): i for i, r in enumerate(run.item_ids.tolist())}
         # Catalogue index -> the run's item index, -1 where the run does not know the item.
@@ -274,9 +302,20 @@ class Recall:
 
     @classmethod
     def from_config(
-        cls, data: Dataset, config: RecallConfig, sequence_run: TrainedRun | None = None
+        cls,
+        data: Dataset,
+        config: RecallConfig,
+        sequence_runs: TrainedRun | Sequence[TrainedRun] | None = None,
     ) -> Recall:
-        """The recallers `config` turns on, fitted on the interactions of `data`."""
+        """The recallers `config` turns on, fitted on the interactions of `data`, with one
+        sequence recaller per sequence run (their models must differ: a recaller's name is
+        its model's)."""
+        if isinstance(sequence_runs, TrainedRun):
+            sequence_runs = [sequence_runs]
+        sequence_runs = list(sequence_runs or [])
+        models = [str(run.config.model.name) for run in sequence_runs]
+        if len(set(models)) < len(models):
+            raise ValueError(f"sequence runs of the same model {models}: one run per model")
         recallers: list[Recaller] = []
         if config.item_cf_quota:
             recallers.append(
@@ -288,8 +327,12 @@ class Recall:
                     recency_half_life=config.recency_half_life,
                 )
             )
-        if config.sequence_quota and sequence_run is not None:
-            recallers.append(SequenceRecaller(sequence_run, data, config.sequence_quota))
+        if config.sequence_quota:
+            recallers += [
+                SequenceRecaller(run, data, config.sequence_quota) for run in sequence_runs
+            ]
+        if config.ease_quota:
+            recallers.append(EASERecaller(data, config.ease_quota, l2=config.ease_l2))
         # Of the configured content sources, those the data set has; with none, no content
         # recall (a data set of ids alone), said once in the log.
         content = [f for f in config.content_features if f in content_sources(data)]
@@ -315,7 +358,8 @@ class Recall:
             )
         weights = {
             ItemCFRecaller.name: config.item_cf_weight,
-            SequenceRecaller.name: config.sequence_weight,
+            **{name: config.sequence_weight for name in models},
+            EASERecaller.name: config.ease_weight,
             ContentRecaller.name: config.content_weight,
             PopularRecaller.name: config.popular_weight,
         }

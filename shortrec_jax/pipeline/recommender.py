@@ -1,9 +1,22 @@
 """`Recommender`: a request -> recall -> ranking -> reranking -> top-K with every stage's score.
 
 The study's information flow (its Fig. 1): a request is analysed (user, live history,
-demographics), candidates are recalled from the catalogue by rules and models, ranked by
-xDeepFM, reranked by strategy, and served. Built from trained run directories and the data
-set's side information; nothing is trained at serving time.
+demographics), candidates are recalled from the catalogue by rules and models, ranked, reranked
+by strategy, and served. Built from trained run directories and the data set's side
+information; nothing is trained at serving time.
+
+Ranking is one of two models, whichever run the pipeline is built with:
+  - a trained ranker (`ranker_run.TrainedRanker`, trained for ranking on held-out slices of
+    the history: `python -m shortrec_jax.pipeline.train_ranker`): candidates are ordered by the
+    model's own final score, which is each item's `rank_score` and, without reranking, its
+    `score`. It knows the users of its data set; a new user is served by the cold-start path:
+    the recall order (popular, content, sequence and EASE recallers on the live history),
+    then reranking. Its features come from the stored history (the live one steers recall).
+  - xDeepFM or Wide & Deep (`rank.Ranker`): P(like) x (fused / largest fused) ** exponent
+    (`RankConfig.recall_exponent`), every user ranked (a new one by demographics).
+Reranking receives the ranking stage's order as relevance in [0, 1]: the trained ranker's
+score (and a new user's fused recall score) divided by the candidates' largest, so that its
+weights mean the same whatever the model; xDeepFM's product as is.
 
 Requests. `recommend(user=..., history=..., k=..., demographics=...)`:
   - `user`: a raw user id. A user the data set knows brings their stored history (time
@@ -35,6 +48,7 @@ from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.sequences import SequenceData
 from shortrec_jax.pipeline.config import DEFAULT_K, STAGES, PipelineConfig
 from shortrec_jax.pipeline.rank import Ranker
+from shortrec_jax.pipeline.ranker_run import TrainedRanker, load_ranker
 from shortrec_jax.pipeline.recall import Candidates, Recall, RecallRequest, SequenceRecaller
 from shortrec_jax.pipeline.rerank import Reranker
 from shortrec_jax.training.run import TrainedRun, load_run
@@ -65,7 +79,8 @@ class Recommendation:
       recall_score: the reciprocal-rank-fused recall score.
       recall_scores: recaller name -> its own score, for each recaller that proposed the item.
       recallers: the recallers that proposed it.
-      rank_score: xDeepFM's P(like), or None when ranking did not run.
+      rank_score: the ranking model's score (the trained ranker's final score, or xDeepFM's
+        P(like)), or None when ranking did not run (or a new user met a trained ranker).
       rerank_score: the reranking objective it was chosen with, or None when reranking did
         not run.
     """
@@ -107,7 +122,8 @@ class StageResult:
 
     Attributes:
       candidates: the recall stage's union (C candidates).
-      rank_scores: [C] float32 xDeepFM scores, or None without ranking.
+      rank_scores: [C] float32 the ranking model's scores, or None without ranking (and for
+        a new user under a trained ranker: the cold-start path).
       rerank_scores: [C'] float32 reranking objective in `order`, or None without reranking.
       order: [C'] int64 positions into the candidates, best first (C' < C when reranking
         excluded some).
@@ -128,8 +144,11 @@ class Recommender:
       data: the catalogue and its side information (titles, genres, user features) and the
         interactions the recallers learn from and the stored histories come from.
       config: every knob (defaults: `PipelineConfig()`).
-      ranker_run: a trained xDeepFM or Wide & Deep run; None allows only stages="recall".
-      sequence_run: a trained BERT4Rec run for the sequence recaller, or None.
+      ranker_run: the ranking model: a trained ranker fitted on `data`'s users and items
+        (`ranker_run.load_ranker`), or a trained xDeepFM or Wide & Deep run; None allows only
+        stages="recall".
+      sequence_run: trained sequence runs (BERT4Rec, SASRec, ...; one or a sequence), each a
+        recaller named by its model, or None.
     """
 
     def __init__(
@@ -137,44 +156,65 @@ class Recommender:
         data: Dataset,
         config: PipelineConfig | None = None,
         *,
-        ranker_run: TrainedRun | None = None,
-        sequence_run: TrainedRun | None = None,
+        ranker_run: TrainedRanker | TrainedRun | None = None,
+        sequence_run: TrainedRun | Sequence[TrainedRun] | None = None,
     ) -> None:
         self.data = data
         self.config = config or PipelineConfig()
         if ranker_run is None and self.config.stages != "recall":
             raise ValueError(f"stages={self.config.stages!r} needs a ranking run (ranker_run)")
         self.recall = Recall.from_config(data, self.config.recall, sequence_run)
-        self.ranker = (
-            None if ranker_run is None else Ranker(ranker_run, data, self.config.rank.batch_size)
-        )
+        self.ranker: TrainedRanker | Ranker | None
+        if isinstance(ranker_run, TrainedRanker):
+            ranker_run.check_catalogue(data)
+            self.ranker = ranker_run
+        elif ranker_run is not None:
+            self.ranker = Ranker(ranker_run, data, self.config.rank.batch_size)
+        else:
+            self.ranker = None
         self.reranker = Reranker.from_config(data, self.config.rerank)
         self._histories = SequenceData.from_dataset(data)
 
     @classmethod
     def from_runs(
         cls,
-        workdir: str | Path,
+        workdir: str | Path | None = None,
         data: Dataset | None = None,
         *,
-        sequence_workdir: str | Path | None = None,
+        sequence_workdir: str | Path | Sequence[str | Path] | None = None,
+        ranker_workdir: str | Path | None = None,
         config: PipelineConfig | None = None,
     ) -> Recommender:
         """A recommender from run directories.
 
         Args:
-          workdir: the xDeepFM (or Wide & Deep) run directory.
+          workdir: an xDeepFM (or Wide & Deep) run directory, the ranking model; or None.
           data: the catalogue and interactions; None loads the ranking run's data source
-            (`config.data.source`), every interaction of it: serving learns from all the logs,
-            not from one split's training part.
-          sequence_workdir: a BERT4Rec run directory, or None.
+            (its config's data section), every interaction of it: serving learns from all the
+            logs, not from one split's training part.
+          sequence_workdir: sequence run directories (BERT4Rec, SASRec; one or several), or
+            None.
+          ranker_workdir: a trained ranker's run directory (`ranker_run`), the ranking model
+            instead of `workdir`; or None.
           config: the pipeline's knobs.
         """
-        ranker_run = load_run(workdir)
+        if workdir is not None and ranker_workdir is not None:
+            raise ValueError("give one ranking model: an xDeepFM workdir or a ranker_workdir")
+        if isinstance(sequence_workdir, str | Path):
+            sequence_workdir = [sequence_workdir]
+        sequence_runs = [load_run(path) for path in sequence_workdir or []]
+        ranker: TrainedRanker | TrainedRun | None = None
+        if workdir is not None:
+            ranker = load_run(workdir)
+            data = data if data is not None else ranker.source_data()
+        elif ranker_workdir is not None:
+            ranker = load_ranker(ranker_workdir, data)
+            data = ranker.data
+        elif data is None and sequence_runs:
+            data = sequence_runs[0].source_data()
         if data is None:
-            data = ranker_run.source_data()
-        sequence_run = None if sequence_workdir is None else load_run(sequence_workdir)
-        return cls(data, config, ranker_run=ranker_run, sequence_run=sequence_run)
+            raise ValueError("no data and no run to load its data source from")
+        return cls(data, config, ranker_run=ranker, sequence_run=sequence_runs)
 
     # -- what it offers ----------------------------------------------------------------------
 
@@ -182,6 +222,13 @@ class Recommender:
     def recallers(self) -> tuple[str, ...]:
         """The names of the recallers in use, in report order."""
         return self.recall.names
+
+    @property
+    def ranking_model(self) -> str | None:
+        """The ranking model: "trained" (a trained ranker), "xdeepfm" (a CTR run) or None."""
+        if self.ranker is None:
+            return None
+        return "trained" if isinstance(self.ranker, TrainedRanker) else "xdeepfm"
 
     @property
     def demographic_fields(self) -> tuple[str, ...]:
@@ -207,8 +254,11 @@ class Recommender:
         return out
 
     def warm_up(self) -> None:
-        """Compiles the device models with one request (a new user with no history)."""
+        """Compiles the device models with one request (a new user with no history), and the
+        trained ranker, which that request does not reach, with one call."""
         self.recommend(user=None, history=[], k=1)
+        if isinstance(self.ranker, TrainedRanker):
+            self.ranker.warm_up()
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -291,17 +341,29 @@ class Recommender:
         if stages == "recall":
             order = np.arange(len(cands), dtype=np.int64)
             return StageResult(cands, None, None, order, cands.fused)
-        rank = self.ranker.score(request.user, cands.items, request.demographics)
-        relevance = self.relevance(rank, cands.fused)
+        trained = isinstance(self.ranker, TrainedRanker)
+        if trained and request.user < 0:
+            # Cold start: the trained ranker knows nothing of a new user; the recall order.
+            rank, relevance = None, cands.fused
+        elif trained:
+            rank = self.ranker.score(request.user, cands.items, request.demographics)
+            relevance = rank
+        else:
+            rank = self.ranker.score(request.user, cands.items, request.demographics)
+            relevance = self.relevance(rank, cands.fused)
         if stages == "recall+rank":
             # Ties go to the better-recalled candidate (candidates come in fused-score order).
             order = np.argsort(-relevance, kind="stable").astype(np.int64)
             return StageResult(cands, rank, None, order, relevance[order])
-        order, rerank = self.reranker(cands.items, relevance, depth)
+        if trained:
+            relevance = relevance / max(
+                float(relevance.max(initial=0.0)), np.finfo(np.float32).tiny
+            )
+        order, rerank = self.reranker(cands.items, relevance.astype(np.float32), depth)
         return StageResult(cands, rank, rerank, order, rerank)
 
     def relevance(self, rank: np.ndarray, fused: np.ndarray) -> np.ndarray:
-        """What the ranking stage orders by: P(like) x (fused / largest fused) ** exponent.
+        """What xDeepFM's ranking stage orders by: P(like) x (fused / largest fused) ** exponent.
 
         Args:
           rank: [C] xDeepFM's P(like); fused: [C] the fused recall scores.

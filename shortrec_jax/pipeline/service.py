@@ -1,15 +1,21 @@
 """The recommender as an HTTP service (FastAPI on uvicorn; the `serve` extra).
 
-  python -m shortrec_jax.pipeline.service --workdir=runs/xdeepfm_ml100k \
-      [--bert4rec_workdir=runs/bert4rec_ml100k] [--host=127.0.0.1] [--port=8000]
+  python -m shortrec_jax.pipeline.service --ranker_workdir=runs/ranker_ml100k \
+      [--sequence_workdirs=runs/bert4rec_ml100k,runs/sasrec_ml100k] \
+      [--pipeline.recall.ease_quota=100] [--host=127.0.0.1] [--port=8000]
+
+The ranking model is a trained ranker (`--ranker_workdir`, written by
+`python -m shortrec_jax.pipeline.train_ranker`) or an xDeepFM run (`--workdir`); sequence runs
+(BERT4Rec, SASRec) are recallers (`--bert4rec_workdir` is one more such run).
 
 Endpoints:
   POST /recommend   {"user_id": "196"} or {"history": ["242", "302"]}, with optional "k"
                     (default 10, at most the pipeline's max_k) and "demographics"
                     ({"age": "24", "gender": "F", ...}: the ranking model's user columns).
-                    Answers {"user_id", "known_user", "k", "stages", "recallers", "items"},
-                    each item with its title, final score, every stage's score and the
-                    recallers that proposed it.
+                    Answers {"user_id", "known_user", "k", "stages", "ranker", "recallers",
+                    "items"}, each item with its title, final score, every stage's score and
+                    the recallers that proposed it; "ranker" names the ranking model
+                    ("trained", "xdeepfm", or null without one).
   GET  /healthz     {"status": "ok", ...} once the models are loaded and compiled.
 
 Bad requests are answered 400 (malformed JSON), 408 (the body did not arrive within the read
@@ -225,6 +231,7 @@ def create_app(
         )
     recommender.warm_up()
     config = recommender.config
+    ranker = recommender.ranking_model
     app = FastAPI(
         title="shortrec-jax recommender",
         description="recall -> ranking -> reranking, with every stage's score",
@@ -258,6 +265,7 @@ def create_app(
             "users": recommender.data.num_users,
             "items": recommender.data.num_items,
             "stages": config.stages,
+            "ranker": ranker,
             "recallers": list(recommender.recallers),
             "demographic_fields": list(recommender.demographic_fields),
             "max_k": config.max_k,
@@ -280,6 +288,7 @@ def create_app(
             "known_user": body.user_id is not None and recommender.knows_user(body.user_id),
             "k": body.k,
             "stages": config.stages,
+            "ranker": ranker,
             "recallers": list(recommender.recallers),
             "items": [r.to_dict() for r in recs],
         }
@@ -331,8 +340,10 @@ def define_flags() -> None:
 
     from shortrec_jax.pipeline.config import config_dict
 
-    flags.DEFINE_string("workdir", None, "xDeepFM run directory.", required=True)
+    flags.DEFINE_string("workdir", "", "xDeepFM run directory (the ranking model).")
+    flags.DEFINE_string("ranker_workdir", "", "Trained ranker run directory (the ranking model).")
     flags.DEFINE_string("bert4rec_workdir", "", "BERT4Rec run directory (optional).")
+    flags.DEFINE_list("sequence_workdirs", [], "Sequence run directories (BERT4Rec, SASRec).")
     flags.DEFINE_string("host", "127.0.0.1", "Address to listen on.")
     flags.DEFINE_integer("port", 8000, "Port to listen on.")
     flags.DEFINE_enum("log_level", "info", ["critical", "error", "warning", "info"], "uvicorn.")
@@ -345,14 +356,17 @@ def define_flags() -> None:
 def main() -> None:
     """Loads the runs once, then serves until stopped."""
     import uvicorn
-    from absl import flags
+    from absl import app, flags
 
     from shortrec_jax.pipeline.config import PipelineConfig
 
     values = flags.FLAGS
+    if bool(values.workdir) == bool(values.ranker_workdir):
+        raise app.UsageError("give one ranking model: --workdir (xDeepFM) or --ranker_workdir")
     recommender = Recommender.from_runs(
-        values.workdir,
-        sequence_workdir=values.bert4rec_workdir or None,
+        values.workdir or None,
+        sequence_workdir=[p for p in [values.bert4rec_workdir, *values.sequence_workdirs] if p],
+        ranker_workdir=values.ranker_workdir or None,
         config=PipelineConfig.from_dict(values.pipeline),
     )
     app_ = create_app(

@@ -123,7 +123,11 @@ class CTRTask:
                 self.encoder.save(encoder_path)
         threshold = self.config.data.label_threshold
         for name, part in split.parts().items():
-            self.arrays[name] = self.encoder.encode(part, label=threshold)
+            # Training examples are the log the encoder was fitted on: each leaves its own
+            # rating out of the statistics it is given (data/log_fields.py).
+            self.arrays[name] = self.encoder.encode(
+                part, label=threshold, leave_out=name == "train"
+            )
         self._build_model()
 
     def restore(self, workdir: Path) -> None:

@@ -196,6 +196,8 @@ class _SharedSteps:
     partitioner: Partitioner
     tx: optax.GradientTransformation
     key: tuple[Any, ...] | None
+    # train.ema_decay: 0 = no moving average of the parameters.
+    ema_decay: float = 0.0
 
     @classmethod
     def of(
@@ -212,7 +214,7 @@ class _SharedSteps:
             # The optimiser is made from config.train and the run's length, nothing else.
             optimiser = json.dumps(config.train.to_dict(), sort_keys=True, default=str)
             key = (functions, optimiser, total_steps, partitioner.layout)
-        return cls(task, partitioner, tx, key)
+        return cls(task, partitioner, tx, key, float(config.train.get("ema_decay", 0.0)))
 
     def _functions(self) -> Any:
         return self.task if self.key is None else self.key[0]
@@ -222,16 +224,16 @@ class _SharedSteps:
 
     def init_fn(self) -> Callable[[jax.Array], TrainState]:
         """`init_fn(rng) -> TrainState`, one function object per key (jit caches by it)."""
-        init_params, tx = self._functions().init_params, self.tx
+        init_params, tx, ema = self._functions().init_params, self.tx, self.ema_decay > 0
 
         def init_fn(rng: jax.Array) -> TrainState:
-            return TrainState.create(init_params(rng), tx)
+            return TrainState.create(init_params(rng), tx, ema=ema)
 
         return step_cache.shared(self._key("init"), lambda: init_fn)
 
     def train_step(self, state_shardings: PyTree) -> Any:
         """`Partitioner.compile_train_step` of the task's loss and the optimiser."""
-        step = make_train_step(self._functions().loss_sums, self.tx)
+        step = make_train_step(self._functions().loss_sums, self.tx, self.ema_decay)
         return step_cache.shared(
             self._key("train"), lambda: self.partitioner.compile_train_step(step, state_shardings)
         )
@@ -275,9 +277,10 @@ def _evaluate_best(session: Session) -> dict[str, Any]:
     best_step, best_state, best_meta = session.ckpt.restore_intact(
         session.abstract_state, steps=scored
     )
-    results: dict[str, Any] = {"valid": evaluate(session, best_state.params, "valid")}
+    params = best_state.eval_params
+    results: dict[str, Any] = {"valid": evaluate(session, params, "valid")}
     if "test" in session.task.parts:
-        test = evaluate(session, best_state.params, "test")
+        test = evaluate(session, params, "test")
         session.logger.write(best_step, "test", test)
         print_metrics(f"best checkpoint (step {best_step}) test", test)
         results["test"] = test

@@ -148,9 +148,12 @@ def load_run(workdir: str | Path, *, which: str = "best") -> TrainedRun:
             steps = scored + [s for s in newest_first if s not in scored]
         # The optimiser only shapes the restore target; its schedule length does not matter.
         tx = make_optimizer(config.train, total_steps=1)
+        ema = config.train.get("ema_decay", 0.0) > 0
         part = Partitioner(jax.devices()[:1])
         abstract = abstract_like(
-            jax.eval_shape(lambda k: TrainState.create(task.init_params(k), tx), jax.random.key(0)),
+            jax.eval_shape(
+                lambda k: TrainState.create(task.init_params(k), tx, ema=ema), jax.random.key(0)
+            ),
             part.replicated,
         )
         # A corrupt checkpoint is skipped with a warning (and left where it is): the next
@@ -158,7 +161,7 @@ def load_run(workdir: str | Path, *, which: str = "best") -> TrainedRun:
         step, state, _ = ckpt.restore_intact(abstract, steps=steps)
     finally:
         ckpt.close()
-    return TrainedRun.from_task(workdir, config, task, state.params, step)
+    return TrainedRun.from_task(workdir, config, task, state.eval_params, step)
 
 
 def untrained_run(workdir: str | Path, config: ConfigDict, seed: int = 0) -> TrainedRun:
@@ -198,8 +201,9 @@ def train_run(
     valid: Dataset | None = None,
     *,
     valid_fraction: float = 0.1,
+    which: str = "best",
 ) -> tuple[TrainedRun, dict[str, Any]]:
-    """Trains `config` on given parts and loads its best checkpoint.
+    """Trains `config` on given parts and loads its best (or latest) checkpoint.
 
     Args:
       config: a training config; its data section gives features and labels, not the split.
@@ -207,6 +211,8 @@ def train_run(
         is loaded (its parameters and encoders are then in memory).
       train, valid: the parts (see `training_split` for a missing `valid`).
       valid_fraction: share of `train` held out for validation of a CTR model without `valid`.
+      which: the checkpoint loaded, "best" by the validation metric or "latest" (a refit,
+        whose validation part is inside its training data).
 
     Returns:
       (the finished run, the results of `train_and_evaluate`).
@@ -215,4 +221,4 @@ def train_run(
     split = training_split(family, train, valid, valid_fraction=valid_fraction, seed=config.seed)
     with run_directory(workdir, prefix=f"{config.model.name}-") as directory:
         results = train_and_evaluate(config, directory, split=split)
-        return load_run(directory), results
+        return load_run(directory, which=which), results

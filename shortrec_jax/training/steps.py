@@ -25,25 +25,57 @@ LossSums = Callable[[PyTree, PyTree, jax.Array, bool], dict[str, jax.Array]]
 
 
 class TrainState(struct.PyTreeNode):
-    """What a training step carries from one step to the next (all of it is checkpointed)."""
+    """What a training step carries from one step to the next (all of it is checkpointed).
+
+    `ema_params` is the exponential moving average of the parameters (`train.ema_decay`), or
+    None when that is off; `eval_params` are the ones to validate, test and serve.
+    """
 
     step: jax.Array
     params: PyTree
     opt_state: PyTree
+    ema_params: PyTree = None
 
     @classmethod
-    def create(cls, params: PyTree, tx: optax.GradientTransformation) -> TrainState:
-        return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+    def create(
+        cls, params: PyTree, tx: optax.GradientTransformation, *, ema: bool = False
+    ) -> TrainState:
+        """The state before the first step; with `ema`, the average starts at `params`."""
+        return cls(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=tx.init(params),
+            ema_params=params if ema else None,
+        )
+
+    @property
+    def eval_params(self) -> PyTree:
+        """The averaged parameters when there are some, else the trained ones."""
+        return self.params if self.ema_params is None else self.ema_params
+
+
+def ema_update(ema: PyTree, params: PyTree, step: jax.Array, decay: float) -> PyTree:
+    """The bias-corrected exponential moving average after update number `step` (from 1).
+
+    Equal to sum_t decay**(step - t) * params_t / sum_t decay**(step - t) over the parameters
+    after updates 1..step: the initial parameters carry no weight, so a short run's average
+    is not pulled back to its random start (the weight of the newest is
+    (1 - decay) / (1 - decay**step), 1 at the first update).
+    """
+    weight = (1.0 - decay) / (1.0 - jnp.power(jnp.float32(decay), step.astype(jnp.float32)))
+    return jax.tree.map(lambda e, p: e + weight.astype(e.dtype) * (p - e), ema, params)
 
 
 def make_train_step(
-    loss_sums: LossSums, tx: optax.GradientTransformation
+    loss_sums: LossSums, tx: optax.GradientTransformation, ema_decay: float = 0.0
 ) -> Callable[[TrainState, PyTree, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
     """Builds the per-device train step `(state, batch_shard, rng) -> (state, sums)`.
 
     Args:
       loss_sums: the model family's loss over a batch shard (see the module docstring).
       tx: the optimiser.
+      ema_decay: the per-step decay of the parameters' moving average (`ema_update`), kept
+        in `state.ema_params` when the state has one.
 
     Returns:
       A pure function to run under `Partitioner.compile_train_step` or `pmap_step`; the
@@ -73,7 +105,14 @@ def make_train_step(
         # The loss above was computed before this update; this count catches an update that
         # itself breaks the parameters, before the state can be checkpointed.
         sums = {**sums, "nonfinite_params": _count_nonfinite(params)}
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), sums
+        step = state.step + 1
+        ema_params = state.ema_params
+        if ema_params is not None:
+            ema_params = ema_update(ema_params, params, step, ema_decay)
+        new_state = state.replace(
+            step=step, params=params, opt_state=opt_state, ema_params=ema_params
+        )
+        return new_state, sums
 
     return train_step
 

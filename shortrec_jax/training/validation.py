@@ -129,7 +129,7 @@ def validate_and_save(
     """
     config = session.config
     step = int(jax.device_get(state.step))
-    valid = evaluate(session, state.params, "valid")
+    valid = evaluate(session, state.eval_params, "valid")
     improved = record_validation(session.task, meta, valid, epoch)
     meta["epoch"] = epoch + 1
     session.logger.write(step, "valid", {"epoch": step / session.steps_per_epoch, **valid})
