@@ -96,3 +96,7 @@ def test_an_example_budget_sets_a_ctr_models_epochs_by_the_size_of_its_part():
         make_method("bert4rec", {**section, "train_config": "configs/bert4rec_ml100k.py"}, seed=0)
     plain = make_method("xdeepfm", {"train_config": "configs/xdeepfm_ml100k.py"}, seed=0)
     assert not isinstance(plain, BudgetedCTRMethod)
+    # CTRMethod's own options still reach it.
+    assert make_method("xdeepfm", {**section, "refit": True}, seed=0).refit is True
+    with pytest.raises(ValueError, match="unknown fields"):
+        make_method("xdeepfm", {**section, "refit_epochs": 3}, seed=0)
