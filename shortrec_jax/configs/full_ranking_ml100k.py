@@ -36,6 +36,8 @@ def full_ranking_methods() -> ConfigDict:
         methods[name].aggregate = "sum"
         methods[name].k = config_dict.placeholder(int)
         methods[name].max_neighbours = 100
+    # The held-out choice of the KG weights predicts ratings, which summed similarities do not.
+    methods.kg.validation_weights = False
     # DLAE (Steck 2020): EASE with the penalty of input dropout, B = (G + Lambda)^-1 G with
     # Lambda = diag(p / (1 - p) G_ii + l2); l2 and p chosen on validation NDCG@10
     # (python -m benchmarks.recall_ceiling: 0.2619 against EASE's 0.2590, seeds 2020-2022).

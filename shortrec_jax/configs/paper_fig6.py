@@ -100,6 +100,9 @@ def method_configs() -> ConfigDict:
     # Choose alpha among these on a held-out 10% of the training part (unset: use alpha).
     methods.kg.alpha_grid = config_dict.placeholder(tuple)
     methods.kg.validation_share = 0.1
+    # Alpha and the relation weights chosen to predict that held-out 10%'s ratings (never the
+    # test part) instead of alpha above and weights fitted to the behaviour similarity.
+    methods.kg.validation_weights = True
 
     # Tag-weight CF [2]: bipartite diffusion plus tag similarity.
     methods.tag_cf = ConfigDict()
