@@ -24,11 +24,11 @@ Over 10 repeats xDeepFM scores P@1 / P@5 / P@10 0.808 / 0.726 / 0.675: above the
 (0.799 / 0.716 / 0.669) on every seed at P@5, below item-CF (0.830 / 0.739 / 0.684) on every
 seed (README).
 
-Time on 2 CPU cores: one full run, 10 repeats of every method, took 48 min 32 s on the shared
-machine (load 8-14; 1,338 CPU-seconds, xDeepFM 85% of it), about 14 minutes at the quiet
-machine's ratio of wall to CPU time (the previous recipe's run: 5 min 12 s for 509
-CPU-seconds; benchmarks/RESULTS.md). The repeats reuse one compilation of the deep models'
-steps. A restarted run skips the repeats it finished. Quicker variants:
+Time on 2 CPU cores: one full run, 10 repeats of every method, took 10 min 52 s on the quiet
+machine (1,137 CPU-seconds, 2.75 GiB peak; xDeepFM 537 of the 651 s of fitting and scoring;
+the previous recipe's run: 5 min 12 s; benchmarks/RESULTS.md). The repeats reuse one
+compilation of the deep models' steps. A restarted run skips the repeats it finished. Quicker
+variants:
 `--config.repeats=3`; `--config.methods.xdeepfm.refit=False` (no second training of
 xDeepFM: about a third less of its time, P@5 0.729 against 0.724 with it over seeds
 2020-2021, a difference within the noise); or leave the deep models out with
