@@ -26,69 +26,73 @@ import os
 import sys
 import time
 
+#: xDeepFM on the CTR task of configs/xdeepfm_ml100k.py (RecBole's options).
+CTR_OPTIONS = {
+    "load_col": {
+        "inter": ["user_id", "item_id", "rating", "timestamp"],
+        "user": ["user_id", "age", "gender", "occupation"],
+        "item": ["item_id", "release_year", "class"],
+    },
+    "threshold": {"rating": 4},
+    "eval_args": {
+        "split": {"RS": [0.8, 0.1, 0.1]},
+        "order": "RO",
+        "group_by": None,
+        "mode": "labeled",
+    },
+    "metrics": ["AUC", "LogLoss"],
+    "valid_metric": "AUC",
+    "embedding_size": 10,
+    "cin_layer_size": [100, 100, 100],
+    "mlp_hidden_size": [128, 128, 128],
+    "dropout_prob": 0.2,
+    "reg_weight": 5e-4,
+    "train_batch_size": 2048,
+    "eval_batch_size": 8192,
+}
+#: A sequential model on leave-one-out by time, full ranking (docs/references.md).
+SEQUENTIAL_OPTIONS = {
+    "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]},
+    "eval_args": {
+        "split": {"LS": "valid_and_test"},
+        "order": "TO",
+        "group_by": "user",
+        "mode": "full",
+    },
+    "metrics": ["Hit", "NDCG", "MRR"],
+    "topk": [10],
+    "valid_metric": "NDCG@10",
+    "loss_type": "CE",
+    "train_neg_sample_args": None,
+    "MAX_ITEM_LIST_LENGTH": 50,
+}
+
 
 def main() -> None:
     data_dir, epochs = sys.argv[1], int(sys.argv[2])
     if sys.argv[3:4] == ["seq"]:
         model, minutes = sys.argv[4], float(sys.argv[5])
-        print(json.dumps(_sequential(data_dir, epochs, model, minutes)))
+        trainer, train_data, valid_data, test_data = _trainer(
+            model, data_dir, epochs, SEQUENTIAL_OPTIONS
+        )
+        result = _timed_fit(trainer, train_data, valid_data, "ndcg@10", minutes)
+        test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+        result.update({"test_ndcg@10": float(test["ndcg@10"]), "test_hr@10": float(test["hit@10"])})
+        print(json.dumps(result))
         return
-    fit = sys.argv[3:] == ["fit"]
-    # RecBole 1.2.1 restores its best model with torch.load, which torch >= 2.6 limits to
-    # plain tensors by default; the file is the checkpoint this process has just written.
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    import torch
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.model.context_aware_recommender import xDeepFM
-    from recbole.trainer import Trainer
-    from recbole.utils import init_seed
-
+    trainer, train_data, valid_data, test_data = _trainer("xDeepFM", data_dir, epochs, CTR_OPTIONS)
     threads = os.cpu_count() or 1
-    torch.set_num_threads(threads)
-    config = Config(
-        model="xDeepFM",
-        dataset="ml-100k",
-        config_dict={
-            "data_path": data_dir,
-            "load_col": {
-                "inter": ["user_id", "item_id", "rating", "timestamp"],
-                "user": ["user_id", "age", "gender", "occupation"],
-                "item": ["item_id", "release_year", "class"],
-            },
-            "threshold": {"rating": 4},
-            "eval_args": {
-                "split": {"RS": [0.8, 0.1, 0.1]},
-                "order": "RO",
-                "group_by": None,
-                "mode": "labeled",
-            },
-            "metrics": ["AUC", "LogLoss"],
-            "valid_metric": "AUC",
-            "embedding_size": 10,
-            "cin_layer_size": [100, 100, 100],
-            "mlp_hidden_size": [128, 128, 128],
-            "dropout_prob": 0.2,
-            "reg_weight": 5e-4,
-            "train_batch_size": 2048,
-            "eval_batch_size": 8192,
-            "epochs": epochs,
-            "seed": 2020,
-            "stopping_step": 10,
-            "device": "cpu",
-            "use_gpu": False,
-            "show_progress": False,
-            "checkpoint_dir": os.path.join(data_dir, "saved"),
-            "log_wandb": False,
-        },
-    )
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    model = xDeepFM(config, train_data.dataset).to(config["device"])
-    trainer = Trainer(config, model)
-    if fit:
-        print(json.dumps({"threads": threads, **_fit(trainer, train_data, valid_data, test_data)}))
+    if sys.argv[3:] == ["fit"]:
+        result = _timed_fit(trainer, train_data, valid_data, "auc")
+        test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+        result.update(
+            {
+                "rows": len(train_data.dataset),
+                "test_auc": float(test["auc"]),
+                "test_logloss": float(test["logloss"]),
+            }
+        )
+        print(json.dumps(result))
         return
     trainer._train_epoch(train_data, 0, show_progress=False)  # warm-up, as ours compiles
     started = time.perf_counter()
@@ -108,49 +112,12 @@ def main() -> None:
     )
 
 
-def _fit(trainer, train_data, valid_data, test_data) -> dict:
-    """RecBole's `fit` and test of the best model, with the time of every validation."""
-    validations, train_seconds = [], []
-    valid_epoch, train_epoch = trainer._valid_epoch, trainer._train_epoch
-
-    def timed_train_epoch(*args, **kwargs):
-        started = time.perf_counter()
-        loss = train_epoch(*args, **kwargs)
-        train_seconds.append(time.perf_counter() - started)
-        return loss
-
-    def timed_valid_epoch(*args, **kwargs):
-        score, result = valid_epoch(*args, **kwargs)
-        validations.append({"time": time.time(), "auc": float(score)})
-        return score, result
-
-    trainer._valid_epoch = timed_valid_epoch
-    trainer._train_epoch = timed_train_epoch
-    started = time.time()
-    trainer.fit(train_data, valid_data, saved=True, show_progress=False)
-    trained = time.time()
-    test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
-    best = max(range(len(validations)), key=lambda i: validations[i]["auc"])
-    return {
-        "fit_started": started,
-        "fit_seconds": trained - started,
-        "validations": validations,
-        "rows": len(train_data.dataset),
-        "train_epoch_seconds": train_seconds,
-        "best_epoch": best + 1,
-        "best_time": validations[best]["time"],
-        "test_auc": float(test["auc"]),
-        "test_logloss": float(test["logloss"]),
-    }
-
-
-class _TimeUp(Exception):
-    """Raised at the start of a training epoch once the time budget is spent."""
-
-
-def _sequential(data_dir: str, epochs: int, model_name: str, minutes: float) -> dict:
-    """RecBole's SASRec or BERT4Rec on leave-one-out ml-100k, validated every epoch, stopped
-    at the first epoch that starts after `minutes` of fitting; the best model is tested."""
+def _trainer(model_name: str, data_dir: str, epochs: int, options: dict) -> tuple:
+    """(RecBole's Trainer of `model_name`, train, valid and test data) on ml-100k in
+    `data_dir`: `options`, seed 2020, early stopping after 10 epochs, CPU, torch on as many
+    threads as the machine has cores."""
+    # RecBole 1.2.1 restores its best model with torch.load, which torch >= 2.6 limits to
+    # plain tensors by default; the file is the checkpoint this process has just written.
     os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     import torch
     from recbole.config import Config
@@ -158,26 +125,13 @@ def _sequential(data_dir: str, epochs: int, model_name: str, minutes: float) -> 
     from recbole.trainer import Trainer
     from recbole.utils import get_model, init_seed
 
-    threads = os.cpu_count() or 1
-    torch.set_num_threads(threads)
+    torch.set_num_threads(os.cpu_count() or 1)
     config = Config(
         model=model_name,
         dataset="ml-100k",
         config_dict={
             "data_path": data_dir,
-            "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]},
-            "eval_args": {
-                "split": {"LS": "valid_and_test"},
-                "order": "TO",
-                "group_by": "user",
-                "mode": "full",
-            },
-            "metrics": ["Hit", "NDCG", "MRR"],
-            "topk": [10],
-            "valid_metric": "NDCG@10",
-            "loss_type": "CE",
-            "train_neg_sample_args": None,
-            "MAX_ITEM_LIST_LENGTH": 50,
+            **options,
             "epochs": epochs,
             "seed": 2020,
             "stopping_step": 10,
@@ -192,14 +146,24 @@ def _sequential(data_dir: str, epochs: int, model_name: str, minutes: float) -> 
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     model = get_model(model_name)(config, train_data.dataset).to(config["device"])
-    trainer = Trainer(config, model)
+    return Trainer(config, model), train_data, valid_data, test_data
+
+
+class _TimeUp(Exception):
+    """Raised at the start of a training epoch once the time budget is spent."""
+
+
+def _timed_fit(trainer, train_data, valid_data, metric: str, minutes: float = 0.0) -> dict:
+    """RecBole's `fit` with the wall time (time.time()) of every validation, its `metric`
+    value, and every training epoch's seconds; with minutes > 0, stopped at the first epoch
+    that starts after `minutes` of fitting (the best model so far stays saved)."""
     validations, train_seconds = [], []
     valid_epoch, train_epoch = trainer._valid_epoch, trainer._train_epoch
     started = time.time()
 
     def timed_train_epoch(*args, **kwargs):
         # Checked at the start of an epoch, so the last validation's best model is saved.
-        if validations and time.time() - started > minutes * 60:
+        if minutes > 0 and validations and time.time() - started > minutes * 60:
             raise _TimeUp
         begin = time.perf_counter()
         loss = train_epoch(*args, **kwargs)
@@ -208,7 +172,7 @@ def _sequential(data_dir: str, epochs: int, model_name: str, minutes: float) -> 
 
     def timed_valid_epoch(*args, **kwargs):
         score, result = valid_epoch(*args, **kwargs)
-        validations.append({"time": time.time(), "ndcg@10": float(score)})
+        validations.append({"time": time.time(), metric: float(score)})
         return score, result
 
     trainer._valid_epoch = timed_valid_epoch
@@ -219,10 +183,9 @@ def _sequential(data_dir: str, epochs: int, model_name: str, minutes: float) -> 
     except _TimeUp:
         capped = True
     trained = time.time()
-    test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
-    best = max(range(len(validations)), key=lambda i: validations[i]["ndcg@10"])
+    best = max(range(len(validations)), key=lambda i: validations[i][metric])
     return {
-        "threads": threads,
+        "threads": os.cpu_count() or 1,
         "fit_started": started,
         "fit_seconds": trained - started,
         "capped": capped,
@@ -230,8 +193,6 @@ def _sequential(data_dir: str, epochs: int, model_name: str, minutes: float) -> 
         "train_epoch_seconds": train_seconds,
         "best_epoch": best + 1,
         "best_time": validations[best]["time"],
-        "test_ndcg@10": float(test["ndcg@10"]),
-        "test_hr@10": float(test["hit@10"]),
     }
 
 

@@ -1,10 +1,12 @@
 """Small training runs for the tests: the run settings every shrunk training config shares, the
-shrunk sequence-model configs, and the one-device Adam step of the sequence models' learning
-tests."""
+shrunk sequence-model configs, untrained sequence runs for the pipeline, and the one-device
+Adam step of the sequence models' learning tests."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -12,7 +14,27 @@ import jax
 import optax
 from ml_collections import ConfigDict
 
+from shortrec_jax.config_files import load_config_file, merge_overrides
+from shortrec_jax.data import Dataset
 from shortrec_jax.models.seq_losses import softmax_loss
+from shortrec_jax.training.run import TrainedRun, untrained_run
+
+#: A one-layer, 16-wide sequence model over windows of 16 (BERT4Rec or SASRec config).
+TINY_SEQUENCE = {"data": {"max_len": 16}, "model": {"hidden": 16, "inner": 32, "num_layers": 1}}
+
+
+def untrained_sequence_run(config_file: str, data: Dataset, workdir: Path) -> TrainedRun:
+    """A TINY_SEQUENCE run of `config_file` over `data`'s items with initial parameters, in
+    `workdir`: a recaller's mechanics need no training."""
+    config = load_config_file(config_file)
+    merge_overrides(config, TINY_SEQUENCE)
+    encoders = workdir / "encoders"
+    encoders.mkdir(parents=True)
+    item_ids = data.item_ids.tolist()
+    (encoders / "sequences.json").write_text(
+        json.dumps({"num_items": len(item_ids), "item_ids": item_ids})
+    )
+    return untrained_run(workdir, config)
 
 
 def quick_run(config: ConfigDict, *, batch_size: int, eval_batch_size: int) -> ConfigDict:

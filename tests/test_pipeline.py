@@ -36,7 +36,7 @@ from shortrec_jax.pipeline.recall import (
 )
 from shortrec_jax.pipeline.rerank import MMR, CategoryCap, Exclusion, NoveltyBoost, Reranker
 from shortrec_jax.recommend import format_table, parse_demographics
-from shortrec_jax.training.run import TrainedRun, untrained_run
+from tests.small_runs import untrained_sequence_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CTR = {
@@ -44,24 +44,10 @@ TINY_CTR = {
     "train": {"batch_size": 512, "num_epochs": 1, "warmup_steps": 2, "max_steps_in_flight": 1},
     "log": {"progress_bar": False, "tensorboard": False},
 }
-TINY_B4R = {"data": {"max_len": 16}, "model": {"hidden": 16, "inner": 32, "num_layers": 1}}
 # Star Wars: its interactions are removed, so it is a catalogue item no model has seen.
 NEW_ITEM = "50"
 # Return of the Jedi and The Empire Strikes Back share (nearly) all of its genres.
 SEQUELS = ["181", "172"]
-
-
-def untrained_sequence_run(data: Dataset, workdir: Path) -> TrainedRun:
-    """A BERT4Rec run with initial parameters: the recaller's mechanics need no training."""
-    config = load_config_file("configs/bert4rec_ml100k.py")
-    merge_overrides(config, TINY_B4R)
-    encoders = workdir / "encoders"
-    encoders.mkdir(parents=True)
-    item_ids = data.item_ids.tolist()
-    (encoders / "sequences.json").write_text(
-        json.dumps({"num_items": len(item_ids), "item_ids": item_ids})
-    )
-    return untrained_run(workdir, config)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +59,9 @@ def world(tmp_path_factory):
     config = load_config_file("configs/xdeepfm_ml100k.py")
     merge_overrides(config, TINY_CTR)
     ranker_run = CTRMethod(config, ranker_dir).fit(data).run
-    sequence_run = untrained_sequence_run(data, tmp_path_factory.mktemp("sequence"))
+    sequence_run = untrained_sequence_run(
+        "configs/bert4rec_ml100k.py", data, tmp_path_factory.mktemp("sequence")
+    )
     rec = Recommender(data, ranker_run=ranker_run, sequence_run=sequence_run)
     rec.warm_up()
     return {"data": data, "rec": rec, "ranker_dir": ranker_dir, "sequence_run": sequence_run}

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from shortrec_jax.baselines import EASE
-from shortrec_jax.config_files import load_config_file, merge_overrides
-from shortrec_jax.data import Dataset, load
+from shortrec_jax.data import load
 from shortrec_jax.data.splits import subsample
 from shortrec_jax.evaluation.registry import make_method
 from shortrec_jax.pipeline import PipelineConfig, Recommender
@@ -27,7 +26,7 @@ from shortrec_jax.pipeline.ranker_run import (
     save_ranker,
 )
 from shortrec_jax.pipeline.recall import EASERecaller, RecallRequest
-from shortrec_jax.training.run import TrainedRun, untrained_run
+from tests.small_runs import untrained_sequence_run
 
 ROOT = Path(__file__).resolve().parents[1]
 # A small, fast ranker: one held-out draw, one epoch, a narrow network.
@@ -39,22 +38,8 @@ TINY_RANKER = {
     "hidden": [16],
     "batch_size": 256,
 }
-TINY_SEQUENCE = {"data": {"max_len": 16}, "model": {"hidden": 16, "inner": 32, "num_layers": 1}}
 # EASE, two sequence models, item-CF, content and popular recallers.
 PIPELINE = {"recall": {"ease_quota": 30, "sequence_quota": 30}}
-
-
-def untrained_sequence_run(config_file: str, data: Dataset, workdir: Path) -> TrainedRun:
-    """A sequence run with initial parameters: recall mechanics need no training."""
-    config = load_config_file(config_file)
-    merge_overrides(config, TINY_SEQUENCE)
-    encoders = workdir / "encoders"
-    encoders.mkdir(parents=True)
-    item_ids = data.item_ids.tolist()
-    (encoders / "sequences.json").write_text(
-        json.dumps({"num_items": len(item_ids), "item_ids": item_ids})
-    )
-    return untrained_run(workdir, config)
 
 
 @pytest.fixture(scope="module")
