@@ -41,6 +41,7 @@ Launch:
 from ml_collections import ConfigDict, config_dict
 
 from shortrec_jax.configs import common
+from shortrec_jax.data.fields import STATISTICS
 
 
 def method_configs() -> ConfigDict:
@@ -178,14 +179,8 @@ def xdeepfm_recipe() -> ConfigDict:
     recipe = deep_recipe()
     recipe.train.early_stopping_patience = 1
     recipe.data = ConfigDict()
-    recipe.data.statistics = (
-        "user_count",
-        "user_mean",
-        "user_like_share",
-        "item_count",
-        "item_mean",
-        "item_like_share",
-    )
+    # All six: per user and per item, the count, the mean rating and the share rated >= 4.
+    recipe.data.statistics = STATISTICS
     recipe.data.statistics_prior = 10.0
     recipe.data.histories = ("liked",)
     recipe.data.history_length = 30
