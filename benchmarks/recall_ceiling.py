@@ -32,6 +32,7 @@ import scipy.sparse as sp
 
 from benchmarks.common import print_table
 from shortrec_jax.baselines import DLAE, EASE, ItemCF, UserCF
+from shortrec_jax.baselines.similarity import binary_matrix, rating_matrix
 from shortrec_jax.data import load
 from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.splits import per_user_random_split
@@ -44,10 +45,8 @@ AGE_BANDS = (18, 25, 35, 45, 50, 56)
 
 
 def _binary(train: Dataset) -> np.ndarray:
-    """[U, I] float64 1 where the user rated the item in `train`."""
-    x = np.zeros((train.num_users, train.num_items))
-    x[train.users, train.items] = 1.0
-    return x
+    """[U, I] float64 1 where the user rated the item in `train` (the baselines' matrix)."""
+    return binary_matrix(rating_matrix(train), None).toarray().astype(np.float64)
 
 
 def rp3beta(train: Dataset, alpha: float = 1.0, beta: float = 0.5) -> np.ndarray:

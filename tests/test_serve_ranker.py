@@ -222,6 +222,18 @@ def test_from_runs_loads_the_ranker_run_and_sequence_runs(served, tmp_path):
 
 
 @pytest.mark.slow
+def _run_module(module: str, *args: str) -> subprocess.CompletedProcess:
+    """`python -m module args...` from the repository root, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
 def test_the_training_command_writes_a_run_the_cli_serves(tmp_path):
     workdir = tmp_path / "ranker"
     # A tuple field is a Python literal on the command line: hidden=(16,).
@@ -229,33 +241,17 @@ def test_the_training_command_writes_a_run_the_cli_serves(tmp_path):
         f"--config.ranker.{k}={tuple(v) if isinstance(v, list) else v}"
         for k, v in TINY_RANKER.items()
     ]
-    trained = subprocess.run(
-        [sys.executable, "-m", "shortrec_jax.pipeline.train_ranker", f"--workdir={workdir}", *tiny],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    trained = _run_module("shortrec_jax.pipeline.train_ranker", f"--workdir={workdir}", *tiny)
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert "trained ranker saved to" in trained.stdout
     meta = json.loads((workdir / RANKER_FILE).read_text())
     assert meta["data"]["source"] == "ml-100k" and meta["ranker"]["epochs"] == 1
-    served = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "shortrec_jax.recommend",
-            f"--ranker_workdir={workdir}",
-            "--pipeline.recall.ease_quota=20",
-            "--user=196",
-            "--k=3",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    served = _run_module(
+        "shortrec_jax.recommend",
+        f"--ranker_workdir={workdir}",
+        "--pipeline.recall.ease_quota=20",
+        "--user=196",
+        "--k=3",
     )
     assert served.returncode == 0, served.stderr[-2000:]
     assert "user 196" in served.stdout and "ranker trained" in served.stdout
