@@ -93,22 +93,57 @@ def cin_numpy(x0, kernels, out_kernel, split_half, activation):
 
 
 @pytest.mark.parametrize(
-    ("split_half", "activation"),
-    [(False, "identity"), (True, "identity"), (False, "tanh"), (True, "relu")],
+    ("sizes", "split_half", "activation"),
+    [
+        ((2, 2), False, "identity"),
+        ((2, 2), True, "identity"),
+        ((4, 2, 3), True, "identity"),
+        ((4, 2, 3), False, "identity"),
+        ((2, 2), False, "tanh"),
+        ((4, 2, 3), True, "relu"),
+    ],
 )
-def test_cin_matches_numpy(split_half: bool, activation: str) -> None:
+def test_cin_matches_numpy(sizes: tuple[int, ...], split_half: bool, activation: str) -> None:
+    # With the identity, pooled-only maps come from the Gram matrix (never formed as maps);
+    # the reference forms every map, so the two paths are checked against the same equations.
     rng = np.random.default_rng(1)
     x0 = rng.normal(size=(2, 3, 2)).astype(np.float32)  # B=2, m=3, D=2
-    cin = layers.CIN(layers.CINConfig((2, 2), activation=activation, split_half=split_half))
+    cin = layers.CIN(layers.CINConfig(sizes, activation=activation, split_half=split_half))
     params = cin.init(jax.random.key(3), jnp.asarray(x0))["params"]
     got = cin.apply({"params": params}, jnp.asarray(x0))
     np_act = {"identity": lambda x: x, "tanh": np.tanh, "relu": lambda x: np.maximum(x, 0)}
-    kernels = [np.asarray(params[f"layer_{k}"]["kernel"]) for k in range(2)]
+    kernels = [np.asarray(params[f"layer_{k}"]["kernel"]) for k in range(len(sizes))]
     want = cin_numpy(
         x0, kernels, np.asarray(params["output"]["kernel"]), split_half, np_act[activation]
     )
     assert got.shape == (2,) and got.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)
+
+
+def cin_jnp(x0, params, split_half):
+    """cin_numpy's identity-activation CIN in jnp (every map formed), for gradients."""
+    m, n = x0.shape[1], len(params) - 1
+    hidden, pooled = x0, []
+    for k in range(n):
+        w = params[f"layer_{k}"]["kernel"].reshape(hidden.shape[1], m, -1)
+        maps = jnp.einsum("ijh,bid,bjd->bhd", w, hidden, x0)
+        half = maps.shape[1] // 2 if split_half and k < n - 1 else 0
+        hidden, direct = (maps[:, :half], maps[:, half:]) if half else (maps, maps)
+        pooled.append(direct.sum(axis=2))
+    return jnp.concatenate(pooled, axis=1) @ params["output"]["kernel"][:, 0]
+
+
+@pytest.mark.parametrize("split_half", [False, True])
+def test_cin_gradients_match_every_map_formed(split_half: bool) -> None:
+    # The Gram shortcut must train the same model: gradients for the kernels and the
+    # embeddings equal those of the direct form of Eqs. 6-9.
+    x0 = jnp.asarray(np.random.default_rng(2).normal(size=(5, 4, 3)), jnp.float32)
+    cin = layers.CIN(layers.CINConfig((6, 4, 2), split_half=split_half))
+    params = cin.init(jax.random.key(0), x0)["params"]
+    got = jax.grad(lambda p, x: jnp.sum(cin.apply({"params": p}, x) ** 2), (0, 1))(params, x0)
+    want = jax.grad(lambda p, x: jnp.sum(cin_jnp(x, p, split_half) ** 2), (0, 1))(params, x0)
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-4, atol=1e-5)
 
 
 def test_parameter_tree_shapes() -> None:
