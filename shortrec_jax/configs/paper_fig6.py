@@ -20,13 +20,13 @@ the chosen number of epochs (`methods.xdeepfm.refit`), so that it learns from th
 ratings as the baselines. Wide & Deep trains the plain short recipe (`deep_recipe`) on 90% of
 the training part, validated on the other 10%, without a refit.
 
-Over 10 repeats xDeepFM scores P@1 / P@5 / P@10 0.808 / 0.726 / 0.675: above the item mean
+Over 10 repeats xDeepFM scores P@1 / P@5 / P@10 0.808 / 0.725 / 0.675: above the item mean
 (0.799 / 0.716 / 0.669) on every seed at P@5, below item-CF (0.830 / 0.739 / 0.684) on every
 seed (README).
 
-Time on 2 CPU cores: one full run, 10 repeats of every method, took 10 min 52 s on the quiet
-machine (1,137 CPU-seconds, 2.75 GiB peak; xDeepFM 537 of the 651 s of fitting and scoring;
-the previous recipe's run: 5 min 12 s; benchmarks/RESULTS.md). The repeats reuse one
+Time on 2 CPU cores: one full run, 10 repeats of every method, took 7 min 52 s on the quiet
+machine (756 CPU-seconds, 2.5 GiB peak; xDeepFM 356 of the 466 s of fitting and scoring;
+10 min 52 s before the CIN's Gram-matrix pooling; benchmarks/RESULTS.md). The repeats reuse one
 compilation of the deep models' steps. A restarted run skips the repeats it finished. Quicker
 variants:
 `--config.repeats=3`; `--config.methods.xdeepfm.refit=False` (no second training of
