@@ -95,6 +95,7 @@ def cin_numpy(x0, kernels, out_kernel, split_half, activation):
 @pytest.mark.parametrize(
     ("sizes", "split_half", "activation"),
     [
+        ((3,), False, "identity"),
         ((2, 2), False, "identity"),
         ((2, 2), True, "identity"),
         ((4, 2, 3), True, "identity"),
@@ -357,10 +358,14 @@ def test_batch_contract_errors_name_the_key(key: str, value: jnp.ndarray) -> Non
 
 
 def test_flops_per_example() -> None:
-    # D = 4, m = 5, CIN (6, 4) split, DNN (8,), dense width 4; multiply-adds:
-    # linear dense 4 + dense projection 4*4 + CIN 4*5*5*6 + 4*3*5*4 + output 7
-    # + DNN 20*8 + 8*1 = 4 + 16 + 600 + 240 + 7 + 168 = 1035.
-    assert xdeepfm_flops_per_example(small_config()) == 2 * 1035
+    # D = 4, m = 5, CIN (6, 4) split, DNN (8,), dense width 4; multiply-adds with the identity
+    # (pooled-only maps from the Gram matrix): linear dense 4 + dense projection 4*4
+    # + CIN layer 0: 3 maps onward 4*5*5*3, Gram 4*5*5, 3 pooled 25*3
+    # + CIN layer 1: Gram 4*3*5, 4 pooled 15*4 + output 7 + DNN 20*8 + 8*1
+    # = 4 + 16 + 300 + 100 + 75 + 60 + 60 + 7 + 168 = 790.
+    assert xdeepfm_flops_per_example(small_config()) == 2 * 790
+    # With relu every map is formed: CIN 4*5*5*6 + 4*3*5*4, so 4 + 16 + 600 + 240 + 7 + 168.
+    assert xdeepfm_flops_per_example(small_config(cin_activation="relu")) == 2 * 1035
     # Without the CIN: 4 + 16 + 168.
     assert xdeepfm_flops_per_example(small_config(use_cin=False)) == 2 * 188
 

@@ -454,7 +454,8 @@ class CIN(nn.Module):
     formed: pooling is linear, so p^k_h = sum_{i,j} W^{k,h}_{ij} G_{ij} with the Gram matrix
     G_{ij} = sum_d X^{k-1}_{i,d} X^0_{j,d}, [B, H_{k-1}*m]. That contracts the kernel once per
     example instead of once per embedding dimension: the same function and parameters at
-    about a third of the CIN's multiply-adds for the default sizes (benchmarks/RESULTS.md).
+    about a third of the CIN's multiply-adds for RecBole's sizes (7 fields, D = 10, 100-100-100
+    split in half; benchmarks/RESULTS.md), and without split_half the last layer's share.
     """
 
     config: CINConfig

@@ -215,9 +215,12 @@ class WideAndDeep(XDeepFM):
 def xdeepfm_flops_per_example(config: XDeepFMConfig) -> int:
     """Forward-pass FLOPs of one example: 2 x the multiply-adds of every matrix product.
 
-    Counted: the dense-field projections, the linear part's Dense over "dense", each CIN
-    layer as one [D, H_{k-1}*m] x [H_{k-1}*m, H_k] product, the CIN output projection, the
-    DNN layers and its output unit. Not counted: gathers, the CIN's outer products and sum
+    Counted: the dense-field projections, the linear part's Dense over "dense", the CIN's
+    products as `layers.CIN` computes them, the CIN output projection, the DNN layers and its
+    output unit. A CIN layer's maps that go on to the next layer are one [D, H_{k-1}*m] x
+    [H_{k-1}*m, maps] product; with the identity activation its pooled-only maps cost the
+    Gram matrix (D * H_{k-1} * m) and one [H_{k-1}*m] x [H_{k-1}*m, maps] product, otherwise
+    the same product as the others. Not counted: gathers, the CIN's outer products and sum
     pooling, pooling of multi-hot fields, activations, norms and biases. These are
     elementwise and a small share at the usual sizes (the outer product of a CIN layer is
     1 / (2 H_k) of its matrix product). A training step costs about 3x the forward pass.
@@ -234,8 +237,14 @@ def xdeepfm_flops_per_example(config: XDeepFMConfig) -> int:
         h_prev = num_fields
         last = len(config.cin_layers) - 1
         for k, size in enumerate(config.cin_layers):
-            mult_adds += dim * h_prev * num_fields * size
-            h_prev = size // 2 if config.cin_split_half and k < last else size
+            onward = 0 if k == last else size // 2 if config.cin_split_half else size
+            pooled_only = size - onward if onward < size else 0
+            mult_adds += dim * h_prev * num_fields * onward
+            if config.cin_activation == "identity" and pooled_only:
+                mult_adds += dim * h_prev * num_fields + h_prev * num_fields * pooled_only
+            else:
+                mult_adds += dim * h_prev * num_fields * pooled_only
+            h_prev = onward
         mult_adds += layers.cin_output_width(config.cin_layers, config.cin_split_half)
     if config.use_dnn:
         widths = (num_fields * dim, *config.mlp_layers, 1)
