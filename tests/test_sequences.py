@@ -134,6 +134,38 @@ def test_last_item_rows_are_added_with_only_the_last_item_masked():
     assert abs(some[:4000].mean() - 0.5) < 0.01
 
 
+def test_mask_last_item_adds_the_last_item_to_each_row():
+    seqs = np.array([[0, 0, 3, 4], [5, 6, 7, 8], [0, 0, 0, 0]], dtype=np.int32)
+    plain = cloze_mask(seqs, mask_prob=0.25, mask_id=9, rng=cloze_rng(0, 0))
+    inputs, labels, weights = cloze_mask(
+        seqs, mask_prob=0.25, mask_id=9, rng=cloze_rng(0, 0), mask_last_item=True
+    )
+    # No extra rows: the same random masks, plus each non-empty row's last item.
+    assert inputs.shape == (3, 4)
+    np.testing.assert_array_equal(weights[:, -1], [1, 1, 0])
+    np.testing.assert_array_equal(weights[:, :-1], plain[2][:, :-1])
+    np.testing.assert_array_equal(inputs[:2, -1], [9, 9])
+    np.testing.assert_array_equal(labels[:2, -1], [4, 8])
+    assert weights[2].sum() == 0 and np.all(inputs[2] == 0)
+    # The last item is the last non-padding position, wherever the padding is.
+    ragged = np.array([[1, 2, 0, 0]], dtype=np.int32)
+    w = cloze_mask(ragged, mask_prob=0.01, mask_id=9, rng=cloze_rng(1, 0), mask_last_item=True)[2]
+    assert w[0, 1] == 1 and w[0, 2:].sum() == 0
+    # The cap keeps the last item and a uniform subset of the random masks.
+    many = np.arange(1, 20_001, dtype=np.int32).reshape(1000, 20)
+    capped = cloze_mask(
+        many,
+        mask_prob=0.5,
+        mask_id=99_999,
+        rng=cloze_rng(3, 0),
+        max_predictions=4,
+        mask_last_item=True,
+    )[2]
+    assert np.all(capped[:, -1] == 1) and capped.sum(axis=1).max() == 4
+    share = capped[:, :-1].sum(axis=0) / capped[:, :-1].sum()
+    assert share.max() - share.min() < 0.03, share
+
+
 def test_max_predictions_keeps_a_uniform_subset_of_the_masks():
     seqs = np.arange(1, 20_001, dtype=np.int32).reshape(1000, 20)
     full = cloze_mask(seqs, mask_prob=0.5, mask_id=99_999, rng=cloze_rng(3, 0))[2]

@@ -43,6 +43,7 @@ def get_config() -> ConfigDict:
     # Cloze fields, unused by SASRec (it predicts the next item at every position).
     config.data.mask_prob = 0.2
     config.data.last_item_prob = 0.0
+    config.data.mask_last_item = False
 
     config.model.name = "sasrec"
     # SASRec keeps the paper-sized post-LN encoder: BERT4Rec's pre-LN, relative bias, 4 heads

@@ -221,14 +221,18 @@ def cloze_mask(
     last_item_prob: float = 0.0,
     bert_replace: bool = False,
     max_predictions: int | None = None,
+    mask_last_item: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Chooses the positions to predict (the cloze task of BERT4Rec, Eq. 6 of the study).
 
     Each non-padding position is chosen independently with probability `mask_prob`; a
     non-empty sequence with none chosen gets one position chosen uniformly, so every
-    sequence contributes to the loss. A sequence with more than `max_predictions` chosen
-    positions keeps a uniform random subset of that many (the loss scores at most that many
-    per sequence; nothing is dropped silently there). Then `num_last_item_rows` of the
+    sequence contributes to the loss. With `mask_last_item`, every non-empty sequence's last
+    non-padding position is chosen as well, in the same row as its random masks (the test
+    asks for the item after a history, and this trains on that at no extra rows). A sequence
+    with more than `max_predictions` chosen positions keeps a uniform random subset of that
+    many, always with its last item when `mask_last_item` chose it (the loss scores at most
+    that many per sequence; nothing is dropped silently there). Then `num_last_item_rows` of the
     non-empty sequences, drawn at random, are appended once more with only their last
     non-padding position chosen (the paper's last-item samples, added to the random masks
     rather than replacing them). Chosen positions show the mask token, or with `bert_replace`
@@ -243,6 +247,7 @@ def cloze_mask(
       last_item_prob: in [0, 1], the share of sequences added as last-item rows.
       bert_replace: use BERT's 80/10/10 replacement instead of always the mask token.
       max_predictions: at most this many chosen positions per sequence (None = no cap).
+      mask_last_item: also choose every non-empty sequence's last item, in its own row.
 
     Returns:
       (inputs [S + R, L] int32: the sequences with the chosen positions replaced,
@@ -267,11 +272,17 @@ def cloze_mask(
     # A uniform real position of each row that drew none: the argmax of uniform keys.
     keys = np.where(real[missing], rng.random((missing.size, seqs.shape[1])), -1.0)
     chosen[missing, np.argmax(keys, axis=1)] = True
+    last_pos = seqs.shape[1] - 1 - np.argmax(real[:, ::-1], axis=1)  # [S]
+    if mask_last_item:
+        rows = np.flatnonzero(nonempty)
+        chosen[rows, last_pos[rows]] = True
     if max_predictions is not None:
         over = np.flatnonzero(chosen.sum(axis=1) > max_predictions)
         # The max_predictions largest uniform keys among a row's chosen positions: a uniform
-        # subset of that size.
+        # subset of that size (the last item's key, above any uniform one, keeps it).
         keys = np.where(chosen[over], rng.random((over.size, seqs.shape[1])), -1.0)
+        if mask_last_item:
+            keys[np.arange(over.size), last_pos[over]] = 2.0
         keep = np.argsort(-keys, axis=1)[:, :max_predictions]
         chosen[over] = False
         chosen[over[:, None], keep] = True
@@ -289,9 +300,8 @@ def cloze_mask(
     count = num_last_item_rows(seqs, last_item_prob)
     last_rows = np.sort(rng.choice(np.flatnonzero(nonempty), size=count, replace=False))
     last_seqs = seqs[last_rows]
-    last_pos = seqs.shape[1] - 1 - np.argmax(real[last_rows, ::-1], axis=1)
     last_chosen = np.zeros(last_seqs.shape, dtype=bool)
-    last_chosen[np.arange(count), last_pos] = True
+    last_chosen[np.arange(count), last_pos[last_rows]] = True
     chosen = np.concatenate([chosen, last_chosen])
     all_seqs = np.concatenate([seqs, last_seqs])
     inputs = np.concatenate([inputs, np.where(last_chosen, mask_id, last_seqs).astype(np.int32)])

@@ -194,6 +194,7 @@ class ClozeTask:
             rng=cloze_rng(self.config.seed, epoch),
             last_item_prob=data.last_item_prob,
             max_predictions=self._max_predictions(),
+            mask_last_item=data.mask_last_item,
         )
         return {"inputs": inputs, "labels": labels, "weights": weights}
 
