@@ -1,5 +1,8 @@
 """Generic delimited files and the table reader under every text loader."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -136,6 +139,56 @@ def test_read_table_chunks_give_the_same_table(tmp_path, monkeypatch):
     bad = data + b"8,8,oops\n"
     with pytest.raises(DataError, match=r"x, line 1003: column 'r' must be a number"):
         read_table(bad, source="x", names=names, delimiter=",", numeric=True)
+
+
+# NumPy 2.4's integer parser crashed the process on the first table (a segmentation fault
+# found by tests/test_fuzz.py) and read "\U00066f2a\U00066f2a30" alone as a number; every
+# one must be a DataError naming line 4.
+NON_ASCII_IDS = [
+    (
+        "1\\t10\\t4\\t881250949\\n2\\t10\\t3\\t881250950\\n1\\t20\\t5\\t881250951\\n"
+        "3\\t\U000dac78\u00c5\x11\U00066f2a30\\t1\\t881250952\\n",
+        4,
+    ),
+    ("1\\t10\\t4\\n2\\t10\\t3\\n1\\t20\\t5\\n3\\t\U00066f2a\U00066f2a30\\t1\\n", 3),
+    ("1\\t10\\t4\\n2\\t10\\t3\\n1\\t20\\t5\\n3\\t\u00c5\x1130\\t1\\n", 3),
+]
+
+
+@pytest.mark.parametrize(("rows", "width"), NON_ASCII_IDS)
+def test_non_ascii_in_an_id_field_is_a_data_error_naming_the_line(rows, width):
+    # In a child process, so that a crash fails this test rather than ending the run.
+    names = ("u", "i", "r", "t")[:width]
+    code = (
+        "from shortrec_jax.data import DataError\n"
+        "from shortrec_jax.data.text_table import read_table\n"
+        f"data = '{rows}'.encode()\n"
+        "try:\n"
+        f"    read_table(data, source='r.dat', names={names!r}, delimiter='\\t',\n"
+        "               numeric=True, int_columns=(0, 1))\n"
+        "except DataError as e:\n"
+        "    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.startswith("r.dat, line 4: column 'i' must be a whole-number id"), (
+        done.stdout
+    )
+
+
+def test_non_ascii_outside_the_numeric_columns_still_loads():
+    data = "1,10,caf\u00e9 \U00066f2a\n2,11,\u00c5\n".encode()
+    table, lines = read_table(
+        data,
+        source="x",
+        names=("u", "i", "title"),
+        delimiter=",",
+        numeric=True,
+        usecols=(0, 1),
+        int_columns=(0, 1),
+    )
+    np.testing.assert_array_equal(table, [[1, 10], [2, 11]])
+    np.testing.assert_array_equal(lines, [1, 2])
 
 
 def test_read_table_empty_fields_and_usecols():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -291,6 +292,19 @@ def _fill_empty(text: str, delimiter: str) -> str:
     return text
 
 
+def _ascii_numbers(text: str, delimiter: str, quotechar: str | None) -> str:
+    """`text` with every non-ASCII character but the delimiter and quote replaced by "?".
+
+    No number holds a non-ASCII character, and NumPy's integer parser (2.4) must not see one:
+    some fields crash the process ("\U00066f2a\x1130": a segmentation fault) and others are
+    read as a number ("\U00066f2a\U00066f2a30"). A "?" makes the field unparseable instead,
+    so the chunk goes to `_diagnose`, which names the line from the original text; fields the
+    parser does not read (outside `usecols`) keep their columns.
+    """
+    keep = re.escape(delimiter + (quotechar or ""))
+    return re.sub(f"[^\\x00-\\x7f{keep}]", "?", text)
+
+
 def _parse_chunk(
     text: str,
     delimiter: str,
@@ -301,6 +315,8 @@ def _parse_chunk(
 ) -> tuple[np.ndarray | None, str]:
     """(the C parser's table of one chunk, "") or (None, its complaint)."""
     dtype: type | list[tuple[str, type]] = np.float64 if numeric else np.str_
+    if numeric and not text.isascii():
+        text = _ascii_numbers(text, delimiter, quotechar)
     if int_columns:
         # One record per row, the id fields as int64: the C parser reads their digits exactly.
         dtype = [
