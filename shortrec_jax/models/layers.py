@@ -385,6 +385,16 @@ def cin_output_width(layer_sizes: tuple[int, ...], split_half: bool) -> int:
     return sum(size // 2 for size in layer_sizes[:-1]) + layer_sizes[-1]
 
 
+def cin_maps_onward(layer_sizes: tuple[int, ...], split_half: bool) -> tuple[int, ...]:
+    """How many of each CIN layer's feature maps go on to the next layer: all of them (or the
+    first half with `split_half`) for every layer but the last, none for the last. The maps
+    after them are only pooled; without `split_half` the maps passed on are pooled too."""
+    last = len(layer_sizes) - 1
+    return tuple(
+        0 if k == last else size // 2 if split_half else size for k, size in enumerate(layer_sizes)
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class CINConfig:
     """Hyperparameters of `CIN`.
@@ -478,13 +488,12 @@ class CIN(nn.Module):
         batch, num_fields, _ = fields.shape
         x0 = jnp.swapaxes(fields.astype(dtype), 1, 2)  # [B, D, m]
         hidden = x0  # X^{k-1} as [B, D, H_{k-1}]
-        last = len(cfg.layer_sizes) - 1
         pooled = []
-        for k, size in enumerate(cfg.layer_sizes):
+        onwards = cin_maps_onward(cfg.layer_sizes, cfg.split_half)
+        for k, (size, onward) in enumerate(zip(cfg.layer_sizes, onwards, strict=True)):
             h_prev = hidden.shape[-1]
             kernel = _CINKernel(size, name=f"layer_{k}")(h_prev * num_fields).astype(dtype)
             # Maps [0, onward) go on to the next layer; maps [first_pooled, size) are pooled.
-            onward = 0 if k == last else size // 2 if cfg.split_half else size
             first_pooled = onward if onward < size else 0
             if cfg.activation == "identity" and onward < size:
                 gram = jnp.einsum("bdi,bdj->bij", hidden, x0)  # [B, H_{k-1}, m]

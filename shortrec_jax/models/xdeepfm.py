@@ -235,9 +235,8 @@ def xdeepfm_flops_per_example(config: XDeepFMConfig) -> int:
         mult_adds += spec.dense_width * dim
     if config.use_cin:
         h_prev = num_fields
-        last = len(config.cin_layers) - 1
-        for k, size in enumerate(config.cin_layers):
-            onward = 0 if k == last else size // 2 if config.cin_split_half else size
+        onwards = layers.cin_maps_onward(config.cin_layers, config.cin_split_half)
+        for size, onward in zip(config.cin_layers, onwards, strict=True):
             pooled_only = size - onward if onward < size else 0
             mult_adds += dim * h_prev * num_fields * onward
             if config.cin_activation == "identity" and pooled_only:
