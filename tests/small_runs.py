@@ -56,6 +56,8 @@ def small_sequence_config(module: ModuleType) -> ConfigDict:
     config = quick_run(module.get_config(), batch_size=64, eval_batch_size=128)
     config.data.subsample = 0.3
     config.data.max_len = 16
+    if config.data.window_jitter:
+        config.data.window_stride = 8  # jittered windows need a stride below max_len
     config.model.hidden = 16
     config.model.inner = 32
     return config
@@ -65,6 +67,8 @@ def one_layer_bert4rec(config: ConfigDict) -> ConfigDict:
     """Shrinks a small BERT4Rec config, in place, to one epoch of one 8-wide layer on 8-item
     windows; returns it."""
     config.data.max_len = 8
+    if config.data.window_jitter:
+        config.data.window_stride = 4
     # One Transformer layer: compiling the step for 8 simulated devices is most of the time.
     config.model.num_layers = 1
     config.model.hidden = 8

@@ -22,6 +22,7 @@ from shortrec_jax.models.transformer import (
     _SelfAttention,
     alibi_init,
     candidate_scores,
+    dropout,
     masked_attention,
     next_item_scores,
     transformer_flops_per_sequence,
@@ -271,6 +272,25 @@ def test_dropout_only_in_training():
     plain = BERT4Rec(dataclasses.replace(TINY, dropout=0.0, attention_dropout=0.0))
     h_train = encode(plain, params, inputs, train=True, rng=jax.random.key(1))
     np.testing.assert_allclose(h_train, encode(plain, params, inputs), atol=1e-6)
+
+
+def test_dropout_keeps_each_element_at_the_keep_rate_and_the_expectation():
+    x = jnp.full((4, 50_000, 5), 2.0)  # an odd last axis: one 16-bit draw left unused per row
+    out = np.asarray(jax.jit(dropout, static_argnums=1)(x, 0.1, jax.random.key(3)))
+    # round(0.1 * 2**16) = 6554 of the 65,536 values drop: keep 58,982 / 65,536.
+    keep = 58_982 / 65_536
+    np.testing.assert_allclose(np.unique(out), [0.0, 2.0 / keep], rtol=1e-6)
+    kept = out > 0
+    # 1,000,000 draws: the kept share is within 5 standard deviations (0.0015) of the rate,
+    # the mean within as many of x, and the rows and columns are not copies of each other.
+    assert abs(kept.mean() - keep) < 0.0015
+    assert abs(out.mean() - 2.0) < 0.01
+    assert 0.89 < kept[..., 4].mean() < 0.91 and 0.89 < kept[3].mean() < 0.91
+    assert not np.array_equal(kept[0], kept[1]) and not np.array_equal(kept[..., 0], kept[..., 1])
+    again = dropout(x, 0.1, jax.random.key(3))
+    np.testing.assert_array_equal(again, out)
+    assert not np.array_equal(dropout(x, 0.1, jax.random.key(4)), out)
+    assert dropout(x, 1e-6, jax.random.key(3)) is x  # rounds to no drop at all
 
 
 def test_rejects_bad_ids():

@@ -12,6 +12,7 @@ from shortrec_jax.data.sequences import (
     eval_inputs,
     history_as_of,
     num_last_item_rows,
+    window_rng,
 )
 from shortrec_jax.data.splits import leave_one_out
 
@@ -72,6 +73,52 @@ def test_sliding_windows(stride, expected):
     seqs = _seqs([list(range(7)), [0, 1]])
     w = seqs.train_windows(3, stride=stride)
     np.testing.assert_array_equal(w, [*expected, [0, 1, 2]])  # the short history: one window
+
+
+def test_window_jitter_moves_every_earlier_window_end_by_less_than_the_stride():
+    # Ids 1..12, L = 4, stride 2: 1 + ceil(8 / 2) = 5 windows ending at ids 4, 6, 8, 10, 12.
+    seqs = _seqs([list(range(12)), [0, 1]])
+    plain = seqs.train_windows(4, stride=2, min_len=2)
+    last_ids = set()
+    for epoch in range(40):
+        w = seqs.train_windows(4, stride=2, min_len=2, jitter_rng=window_rng(7, epoch))
+        assert w.shape == plain.shape
+        # The earliest window already holds 4 items from the first: it cannot move. The
+        # user's latest window and the short history's only window never move.
+        np.testing.assert_array_equal(w[[0, 4, 5]], plain[[0, 4, 5]])
+        for row, end in zip(w[1:4], (6, 8, 10), strict=True):
+            assert row[-1] in (end, end + 1)
+            np.testing.assert_array_equal(row, np.arange(row[-1] - 3, row[-1] + 1))
+        # 2 * stride - 1 <= L: the windows still cover the whole history.
+        assert set(w[:5].ravel()) - {PAD_ID} == set(range(1, 13))
+        last_ids.update(int(row[-1]) for row in w[:5])
+    # Over the epochs every item after the first L + stride - 1 ends a window, not only every
+    # stride-th.
+    assert last_ids == {4, *range(6, 13)}
+    np.testing.assert_array_equal(
+        seqs.train_windows(4, stride=2, min_len=2, jitter_rng=window_rng(7, 3)),
+        seqs.train_windows(4, stride=2, min_len=2, jitter_rng=window_rng(7, 3)),
+    )
+
+
+def test_window_jitter_keeps_the_first_item_and_never_opens_a_gap():
+    # 8 items, L = 6, stride 3: windows end at ids 5 and 8. The first may move up to
+    # min(3, 6 - 3 + 1) - 1 = 2 items, but only 1 keeps the first item in it.
+    seqs = _seqs([list(range(8))])
+    firsts = {
+        tuple(seqs.train_windows(6, stride=3, jitter_rng=window_rng(0, e))[0]) for e in range(30)
+    }
+    assert firsts == {(0, 1, 2, 3, 4, 5), (1, 2, 3, 4, 5, 6)}
+    # 11 items, L = 4, stride 3: windows end at ids 2, 5, 8, 11. A window ending 2 items
+    # later than 5 would start at id 4, after the earlier window's end at 2 (if unmoved) + 1:
+    # ends move by min(3, 4 - 3 + 1) - 1 = 1 at most, and every item stays in a window.
+    seqs = _seqs([list(range(11))])
+    for epoch in range(30):
+        w = seqs.train_windows(4, stride=3, jitter_rng=window_rng(0, epoch))
+        assert w[1, -1] in (5, 6) and w[2, -1] in (8, 9) and w[3, -1] == 11
+        assert set(w.ravel()) - {PAD_ID} == set(range(1, 12))
+    with pytest.raises(ValueError, match="needs a stride"):
+        seqs.train_windows(4, jitter_rng=window_rng(0, 0))
 
 
 def test_cloze_masks_only_real_positions_and_labels_them():

@@ -10,6 +10,7 @@ from configs import bert4rec_ml100k
 from shortrec_jax.data.build import build_dataset
 from shortrec_jax.data.splits import leave_one_out
 from shortrec_jax.training.checkpoint import Checkpointer, abstract_like
+from shortrec_jax.training.config_checks import ConfigError, validate_config
 from shortrec_jax.training.logger import read_jsonl
 from shortrec_jax.training.loop import train_and_evaluate
 from shortrec_jax.training.optim import make_optimizer
@@ -135,6 +136,40 @@ def test_train_bert4rec_end_to_end_on_8_devices_and_restore(tmp_path):
     loaded = np.asarray(run.params[table[0]][table[1]])
     np.testing.assert_array_equal(loaded, state.ema_params[table[0]][table[1]])
     assert not np.allclose(loaded, state.params[table[0]][table[1]])
+
+
+def _epoch_windows(task: ClozeTask, epoch: int) -> list[tuple[int, ...]]:
+    """An epoch's training windows with their masked items put back, sorted."""
+    windows = []
+    for batch in task.train_batches(epoch, 64, 1):
+        real = batch["weight"] > 0
+        labels = batch["labels"][real]
+        assert (labels[:, -1] > 0).all()  # mask_last_item: every row's last item is a target
+        windows += map(tuple, np.where(labels > 0, labels, batch["inputs"][real]).tolist())
+    return sorted(windows)
+
+
+@pytest.mark.parametrize("jitter", [False, True])
+def test_window_jitter_draws_each_epochs_windows(tmp_path, jitter):
+    config = small_config()
+    config.data.window_jitter = jitter
+    task = ClozeTask(config)
+    task.prepare(tmp_path)
+    windows = [_epoch_windows(task, epoch) for epoch in range(2)]
+    assert len(windows[0]) == len(windows[1]) == task.windows.shape[0]
+    assert (windows[0] != windows[1]) == jitter
+    if not jitter:
+        assert windows[0] == sorted(map(tuple, task.windows.tolist()))
+
+
+def test_window_jitter_is_refused_where_it_would_move_nothing():
+    config = small_config()  # max_len 16, stride 8
+    validate_config(config)
+    config.data.window_stride = 16
+    with pytest.raises(ConfigError, match=r"^config data.window_jitter=True moves no window"):
+        validate_config(config)
+    config.data.window_jitter = False
+    validate_config(config)
 
 
 def test_sampled_negatives_exclude_seen_and_target_and_follow_popularity():

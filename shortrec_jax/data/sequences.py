@@ -6,12 +6,14 @@ Sequences are left-padded: the most recent item is always in the last column, wh
 `eval_inputs` puts the mask token the model predicts.
 
 Training windows cover the whole history with a stride (`SequenceData.train_windows`), so
-every training interaction is a target somewhere.
+every training interaction is a target somewhere; with a jitter the earlier windows' ends
+are drawn afresh each epoch, so every item, not every stride-th, ends a window over the epochs.
 
 - BERT4Rec (Sun et al. 2019, Sec. 3.6): each epoch, `cloze_mask` hides a fresh random
   fraction of each window's items and the model recovers them; with `last_item_prob` it also
   ADDS that share of windows again with only their last item hidden, as the paper does so that
-  training also sees the test task (predict the item after the history).
+  training also sees the test task (predict the item after the history); with
+  `mask_last_item` every window's last item is hidden in its own row instead.
 - SASRec (Kang and McAuley 2018): `next_item_targets` labels every position of a window with
   the item after it.
 """
@@ -28,8 +30,9 @@ from shortrec_jax.data.dataset import Dataset
 from shortrec_jax.data.splits import Split, concat
 from shortrec_jax.vocabulary import PAD_ID, ItemVocabulary
 
-# `epoch_rng` stream of the cloze masks (the batch order uses another).
+# `epoch_rng` streams of the cloze masks and of the window jitter (the batch order uses 0).
 CLOZE_STREAM = 1
+WINDOW_STREAM = 2
 # BERT's replacement of the chosen positions: 80% mask token, 10% a random item, 10% unchanged.
 BERT_MASK_SHARE = 0.8
 BERT_RANDOM_SHARE = 0.1
@@ -104,7 +107,12 @@ class SequenceData:
         return self.values[self.offsets[user] : self.offsets[user + 1]]
 
     def train_windows(
-        self, max_len: int, *, stride: int | None = None, min_len: int = 1
+        self,
+        max_len: int,
+        *,
+        stride: int | None = None,
+        min_len: int = 1,
+        jitter_rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """Left-padded training sequences.
 
@@ -114,18 +122,32 @@ class SequenceData:
         sliding windows of the BERT4Rec code), so the early part of long histories is trained
         on too. A user with n items gets 1 + ceil(max(0, n - max_len) / stride) windows.
 
+        With `jitter_rng` (e.g. `window_rng(seed, epoch)`), every window but each user's latest
+        ends a uniform 0..J-1 items LATER, J = min(stride, max_len - stride + 1), drawn per
+        window (the earliest one never so far that it leaves the user's first item out). With
+        J = stride (stride <= (max_len + 1) / 2, as the shipped configs) every item after a
+        history's first max_len + stride - 1 ends a window over the epochs, not only every
+        stride-th, and a window's end is where `cloze_mask(mask_last_item=True)` asks the
+        test's question. The latest window stays, so the most recent items are in a window
+        every epoch, and a window never moves past the next one's start: the windows cover
+        the history as the unmoved ones do.
+
         Args:
           max_len: L, the sequence length of the model.
           stride: the step between windows, or None for one window per user.
           min_len: users with fewer items give no sequence.
+          jitter_rng: moves the earlier windows' ends as above; needs `stride`.
 
         Returns:
-          [S, L] int32, user by user, each user's windows oldest first.
+          [S, L] int32, user by user, each user's windows oldest first; the same S with or
+          without the jitter.
         """
         if max_len < 1 or min_len < 1 or (stride is not None and stride < 1):
             raise ValueError(
                 f"max_len, min_len and stride must be >= 1, got {max_len}, {min_len}, {stride}"
             )
+        if jitter_rng is not None and stride is None:
+            raise ValueError("jitter_rng needs a stride: one window per user has none to move")
         lengths = self.lengths()
         users = np.flatnonzero(lengths >= min_len)
         n = lengths[users]
@@ -136,6 +158,13 @@ class SequenceData:
         back = np.repeat(count, count) - 1 - index  # windows between this one and the latest
         starts = self.offsets[owner]
         ends = self.offsets[owner + 1] - back * (stride or 0)
+        if jitter_rng is not None:
+            spread = max(1, min(stride, max_len - stride + 1))
+            shift = np.where(back > 0, jitter_rng.integers(0, spread, size=ends.size), 0)
+            # The earliest window keeps the user's first item: it ends at most L items after it.
+            earliest = back == np.repeat(count, count) - 1
+            shift = np.where(earliest, np.minimum(shift, starts + max_len - ends), shift)
+            ends = ends + shift
         return _windows(self.values, starts, ends, max_len)
 
     def eval_inputs(self, users: np.ndarray, max_len: int) -> np.ndarray:
@@ -205,6 +234,11 @@ def history_as_of(split: Split, part: str) -> SequenceData:
 def cloze_rng(seed: int, epoch: int) -> np.random.Generator:
     """The generator of one epoch's cloze masks: fresh each epoch, reproducible from the seed."""
     return epoch_rng(seed, epoch, CLOZE_STREAM)
+
+
+def window_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The generator of one epoch's window jitter (`SequenceData.train_windows`)."""
+    return epoch_rng(seed, epoch, WINDOW_STREAM)
 
 
 def num_last_item_rows(seqs: np.ndarray, last_item_prob: float) -> int:

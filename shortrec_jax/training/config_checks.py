@@ -90,6 +90,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.window_stride": _at_least(0),
     "data.mask_prob": _in_unit(open_low=True, open_high=True),
     "data.last_item_prob": _in_unit(open_low=False, open_high=False),
+    "data.mask_last_item": _boolean(),
+    "data.window_jitter": _boolean(),
     "train.batch_size": _at_least(1),
     "train.num_epochs": _at_least(1),
     "train.optimizer": _one_of(OPTIMIZERS),
@@ -147,7 +149,22 @@ def validate_config(config: ConfigDict) -> None:
             raise ConfigError(
                 f"config eval.ks={config.eval.ks!r} is invalid: expected whole numbers >= 1"
             )
+    _validate_windows(config)
     _validate_model(config)
+
+
+def _validate_windows(config: ConfigDict) -> None:
+    """Window jitter moves window ends by less than min(stride, max_len - stride + 1) items
+    (`SequenceData.train_windows`): refused where that moves nothing."""
+    found, jitter = _lookup(config, "data.window_jitter")
+    if not (found and jitter):
+        return
+    stride, max_len = config.data.window_stride, config.data.max_len
+    if not 2 <= stride < max_len:
+        raise ConfigError(
+            f"config data.window_jitter=True moves no window with data.window_stride={stride!r} "
+            f"and data.max_len={max_len!r}: it needs 2 <= window_stride < max_len"
+        )
 
 
 def _lookup(config: ConfigDict, key: str) -> tuple[bool, Any]:

@@ -23,6 +23,7 @@ from shortrec_jax.data.sequences import (
     history_as_of,
     next_item_targets,
     num_last_item_rows,
+    window_rng,
 )
 from shortrec_jax.data.splits import Split
 from shortrec_jax.io import write_json_atomic
@@ -56,6 +57,8 @@ class ClozeTask:
     """
 
     family = "sequence"
+    #: items per training window beyond `data.max_len` (SASRec's also hold the next item)
+    window_extra = 0
     best_metric = "ndcg@10"
     best_mode = "max"
     #: the catalogue-sized parameters (the tied item table and the output bias), split by
@@ -67,6 +70,7 @@ class ClozeTask:
         self.split = split
         self.num_items = 0
         self.item_ids: np.ndarray | None = None
+        self.sequences: SequenceData | None = None
         self.windows: np.ndarray | None = None
         self.eval: dict[str, dict[str, np.ndarray]] = {}
         #: part -> (item indices [T] int32, offsets [N + 1]): each evaluated user's seen items.
@@ -92,7 +96,8 @@ class ClozeTask:
         split = task_split(self.config, self.split, no_valid)
         self.num_items = split.train.num_items
         self.item_ids = split.train.item_ids
-        self.windows = self._train_windows(SequenceData.from_dataset(split.train))
+        self.sequences = SequenceData.from_dataset(split.train)
+        self.windows = self._train_windows(self.sequences)
         popularity = np.bincount(split.train.items, minlength=self.num_items).astype(np.float64)
         for stream, part in enumerate(("valid", "test")):
             if getattr(split, part) is not None:
@@ -106,10 +111,23 @@ class ClozeTask:
             )
         self._build_model()
 
-    def _train_windows(self, seqs: SequenceData) -> np.ndarray:
+    def _train_windows(
+        self, seqs: SequenceData, jitter_rng: np.random.Generator | None = None
+    ) -> np.ndarray:
         """[S, L] windows over the whole training history (cloze masks are drawn per epoch)."""
         data = self.config.data
-        return seqs.train_windows(data.max_len, stride=data.window_stride or None, min_len=2)
+        return seqs.train_windows(
+            data.max_len + self.window_extra,
+            stride=data.window_stride or None,
+            min_len=2,
+            jitter_rng=jitter_rng,
+        )
+
+    def _epoch_windows(self, epoch: int) -> np.ndarray:
+        """The epoch's training windows: re-cut with `data.window_jitter`, else the fixed ones."""
+        if not self.config.data.get("window_jitter", False):
+            return self.windows
+        return self._train_windows(self.sequences, window_rng(self.config.seed, epoch))
 
     def restore(self, workdir: Path) -> None:
         saved = json.loads((workdir / "encoders" / "sequences.json").read_text())
@@ -188,7 +206,7 @@ class ClozeTask:
     def _train_arrays(self, epoch: int) -> dict[str, np.ndarray]:
         data = self.config.data
         inputs, labels, weights = cloze_mask(
-            self.windows,
+            self._epoch_windows(epoch),
             mask_prob=data.mask_prob,
             mask_id=ItemVocabulary(self.num_items).mask_id,
             rng=cloze_rng(self.config.seed, epoch),
@@ -278,15 +296,13 @@ class NextItemTask(ClozeTask):
     it, see `SequenceTransformer.next_state`).
     """
 
-    def _train_windows(self, seqs: SequenceData) -> np.ndarray:
-        data = self.config.data
-        return seqs.train_windows(data.max_len + 1, stride=data.window_stride or None, min_len=2)
+    window_extra = 1
 
     def _num_train_rows(self) -> int:
         return self.windows.shape[0]
 
     def _train_arrays(self, epoch: int) -> dict[str, np.ndarray]:
-        inputs, labels, weights = next_item_targets(self.windows)
+        inputs, labels, weights = next_item_targets(self._epoch_windows(epoch))
         return {"inputs": inputs, "labels": labels, "weights": weights}
 
 
