@@ -70,6 +70,10 @@ class Method(abc.ABC):
     name: str = "method"
     #: whether scores are probabilities of a positive (then LogLoss is meaningful).
     outputs_probabilities: ClassVar[bool] = False
+    #: False: `fit` learns nothing from a validation part (no early stopping, no tuning), so
+    #: where the validation part is the users' latest history at test time (leave-one-out),
+    #: the protocol fits the method on the training and validation parts together.
+    uses_valid: ClassVar[bool] = True
 
     @abc.abstractmethod
     def fit(self, train: Dataset, valid: Dataset | None = None) -> Method:

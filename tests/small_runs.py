@@ -20,7 +20,11 @@ from shortrec_jax.models.seq_losses import softmax_loss
 from shortrec_jax.training.run import TrainedRun, untrained_run
 
 #: A one-layer, 16-wide sequence model over windows of 16 (BERT4Rec or SASRec config).
-TINY_SEQUENCE = {"data": {"max_len": 16}, "model": {"hidden": 16, "inner": 32, "num_layers": 1}}
+TINY_SEQUENCE = {
+    # Stride 8: the BERT4Rec config's window jitter needs a stride below max_len.
+    "data": {"max_len": 16, "window_stride": 8},
+    "model": {"hidden": 16, "inner": 32, "num_layers": 1},
+}
 
 
 def untrained_sequence_run(config_file: str, data: Dataset, workdir: Path) -> TrainedRun:

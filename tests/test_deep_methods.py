@@ -17,7 +17,7 @@ TINY_CTR = {
     "train": {"batch_size": 512, "num_epochs": 2, "warmup_steps": 2, "max_steps_in_flight": 1},
 }
 TINY_B4R = {
-    "data": {"max_len": 16},
+    "data": {"max_len": 16, "window_stride": 8},
     "model": {"hidden": 16, "inner": 32},
     "train": {"batch_size": 64, "num_epochs": 2, "max_predictions": 8, "max_steps_in_flight": 1},
     "eval": {"sampled_negatives": 0},

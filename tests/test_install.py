@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent(
         "xdeepfm": {"model": {"embed_dim": 4, "cin_layers": (4,), "mlp_layers": (8,)}},
         "widedeep": {"model": {"embed_dim": 4, "mlp_layers": (8,)}},
         "bert4rec": {
-            "data": {"max_len": 8},
+            "data": {"max_len": 8, "window_stride": 4},
             "model": {"hidden": 8, "inner": 16, "num_layers": 1},
             "train": {"max_predictions": 4},
             "eval": {"sampled_negatives": 0},

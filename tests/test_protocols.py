@@ -373,6 +373,41 @@ def test_leave_one_out_and_ctr_protocols_run_every_repeat():
     assert out["methods"]["constant"]["mean"]["auc"] == 0.5
 
 
+class NoValidRecorder(Recorder):
+    """A Recorder that says it learns nothing from a validation part."""
+
+    uses_valid = False
+
+
+@pytest.mark.parametrize("valid_as_history", [True, False])
+def test_leave_one_out_fits_methods_without_validation_use_on_both_parts(valid_as_history):
+    ds = random_log(5, n=200)
+    split = leave_one_out(ds, with_valid=True)
+    fitted: list = []
+
+    def make_method(name, config, *, seed, workdir):
+        cls = NoValidRecorder if name == "no-valid" else Recorder
+        return cls(fitted, name)
+
+    leave_one_out_protocol(
+        make_method,
+        ds,
+        {"no-valid": {}, "constant": {}},
+        [0],
+        ks=(1,),
+        valid_as_history=valid_as_history,
+    )
+    by_name = {tag: (count, valid) for tag, count, valid in fitted}
+    # The method that tunes on validation always gets it apart; the other learns from it too.
+    assert by_name["constant"][0] == split.train.num_interactions
+    assert by_name["constant"][1].num_interactions == split.valid.num_interactions
+    if valid_as_history:
+        assert by_name["no-valid"] == (ds.num_interactions - split.test.num_interactions, None)
+    else:
+        assert by_name["no-valid"][0] == split.train.num_interactions
+        assert by_name["no-valid"][1] is not None
+
+
 def test_size_protocol_trains_on_nested_fractions():
     ds = random_log(2)
     fitted: list = []

@@ -17,7 +17,10 @@ from shortrec_jax.training.scorers import CTRScorer, SequenceScorer
 from shortrec_jax.vocabulary import ItemVocabulary
 
 TINY_CTR = {"model": {"embed_dim": 4, "cin_layers": (8,), "mlp_layers": (8,)}}
-TINY_SEQ = {"data": {"max_len": 6}, "model": {"hidden": 8, "inner": 16, "num_layers": 1}}
+TINY_SEQ = {
+    "data": {"max_len": 6, "window_stride": 3},
+    "model": {"hidden": 8, "inner": 16, "num_layers": 1},
+}
 
 
 @pytest.fixture(scope="module")

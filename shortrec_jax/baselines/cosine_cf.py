@@ -59,6 +59,8 @@ _USER_KNN_ENTRIES = 1 << 22
 class _NeighbourhoodCF(Method):
     """Fields and fitting shared by item-CF and user-CF; see ItemCF for their meaning."""
 
+    uses_valid: ClassVar[bool] = False
+
     k: int | None = 30
     shrink: float = 0.0
     values: str = "centered"
@@ -287,6 +289,8 @@ class ContentCF(Method):
       like_threshold: only items rated >= like_threshold enter the profile; None = every
         rated item.
     """
+
+    uses_valid: ClassVar[bool] = False
 
     name: ClassVar[str] = "content"
     features: Sequence[str] = ("genres", "kg")

@@ -35,6 +35,8 @@ class EASE(Method):
       like_threshold: X holds ratings >= like_threshold; None: every interaction.
     """
 
+    uses_valid: ClassVar[bool] = False
+
     name: ClassVar[str] = "ease"
     l2: float = 500.0
     like_threshold: float | None = None

@@ -23,6 +23,8 @@ class Popularity(Method):
       like_threshold: count only ratings >= like_threshold; None counts every interaction.
     """
 
+    uses_valid: ClassVar[bool] = False
+
     name: ClassVar[str] = "pop"
     like_threshold: float | None = None
 
@@ -49,6 +51,8 @@ class RandomRanker(Method):
     Attributes:
       seed: the seed.
     """
+
+    uses_valid: ClassVar[bool] = False
 
     name: ClassVar[str] = "random"
     seed: int = 0
@@ -81,6 +85,8 @@ class ItemMean(Method):
     Attributes:
       damping: the shrinkage toward the global mean, in pseudo-ratings (25).
     """
+
+    uses_valid: ClassVar[bool] = False
 
     name: ClassVar[str] = "item-mean"
     damping: float = 25.0

@@ -61,6 +61,8 @@ class TagCF(Method):
       like_threshold: a rating >= like_threshold is a link; None = every interaction.
     """
 
+    uses_valid: ClassVar[bool] = False
+
     name: ClassVar[str] = "tag-cf"
     lambda_: float = 0.5
     tag_weight: float = 0.5

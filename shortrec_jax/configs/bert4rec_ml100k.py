@@ -51,13 +51,14 @@ were worse (0.091 / 0.069), training on the validation items too did not help th
 (0.078). Validation overstates the test on this split for every method measured: recency-cf
 (fitted on the training part, scored on the validation targets with the library's
 RecencyItemCF; evaluate.py scores the test only) 0.100 against 0.080 on test, EASE 0.079
-against 0.071, this model 0.103-0.112 against 0.083-0.092; the ranking on validation chose
+against 0.074, this model 0.103-0.112 against 0.083-0.092; the ranking on validation chose
 the recipe, the test only reports it.
 
 References (docs/references.md, same protocol and data, 2 CPU cores): RecBole 1.2.1 BERT4Rec HR@10
 0.071 / NDCG@10 0.034 and SASRec 0.106 / 0.052 (both capped at 19 minutes); item-CF with
 recency-weighted history 0.147 / 0.080. This recipe clears the recency-weighted item-CF floor
-(0.0797, re-run 2026-11-30 15:45 UTC) and EASE (0.0705) and reaches the issue's target (test
+(0.0797) and EASE (0.0737, fitted with the validation items too; `python evaluate.py
+--config=configs/loo_ml100k.py`, 2026-11-30 17:49 UTC) and reaches the issue's target (test
 NDCG@10 0.085); SASRec (configs/sasrec_ml100k.py) scores higher still on this data. The
 README's leave-one-out section has the table.
 

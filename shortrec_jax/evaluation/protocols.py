@@ -241,6 +241,7 @@ def leave_one_out_protocol(
     *,
     ks: Sequence[int] = (5, 10, 20),
     exclude_valid: bool = True,
+    valid_as_history: bool = True,
     sampled_negatives: int = 0,
     negative_sampling: str = "popularity",
     **shared: Any,
@@ -256,6 +257,10 @@ def leave_one_out_protocol(
     Args:
       ks: cut-offs of HR/NDCG/MRR.
       exclude_valid: drop the validation item from the candidates too (it is history).
+      valid_as_history: fit the methods that learn nothing from a validation part
+        (`Method.uses_valid` False: EASE, the neighbourhood methods, popularity, ...) on the
+        training and validation parts together, so that they, like the sequence models, know
+        each user's validation item at test time; False fits them on the training part.
       sampled_negatives: n > 0 also ranks the test item against n sampled negatives, keys
         "sampled{n}_pop/..." (BERT4Rec paper: 100, popularity) or "sampled{n}_uniform/...".
       negative_sampling: "popularity" (by training interactions) or "uniform".
@@ -270,7 +275,8 @@ def leave_one_out_protocol(
         "sampled_negatives": sampled_negatives,
         "negative_sampling": negative_sampling,
     }
-    options = _ranking_options("leave_one_out", shared, ks, {}, measure)
+    split = {"valid_as_history": valid_as_history}
+    options = _ranking_options("leave_one_out", shared, ks, split, measure)
     if sampled_negatives < 0:
         raise ValueError(f"sampled_negatives must be >= 0, got {sampled_negatives}")
 

@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from shortrec_jax.data.dataset import Dataset
+from shortrec_jax.data.splits import concat
 from shortrec_jax.evaluation.slices import Numbers
 from shortrec_jax.interface import Method
 
@@ -290,7 +291,16 @@ class RepeatLoop:
         workdir = None if root is None else Path(root) / "methods" / key
         method = self.make_method(name, config, seed=seed, workdir=workdir)
         started = time.perf_counter()
-        method.fit(train, valid)
+        if (
+            self.options.split.get("valid_as_history")
+            and valid is not None
+            and not method.uses_valid
+        ):
+            # The validation part is the users' latest history at test time: a method that
+            # tunes nothing on it learns from it, as the sequence models see it.
+            method.fit(concat([train, valid]), None)
+        else:
+            method.fit(train, valid)
         fitted = time.perf_counter()
         result = evaluate(method, split, train, seed)
         result["time/fit_seconds"] = fitted - started
