@@ -1,8 +1,8 @@
-"""results.md: seconds per repeat of every method, computed by hand."""
+"""results.md: seconds per repeat of every method, computed by hand; the plots' line styles."""
 
 from __future__ import annotations
 
-from shortrec_jax.evaluation.report import markdown_table
+from shortrec_jax.evaluation.report import markdown_table, method_style
 
 
 def test_results_md_gives_each_methods_seconds_per_repeat():
@@ -26,3 +26,11 @@ def test_results_md_gives_each_methods_seconds_per_repeat():
     assert "| method | fit | scoring | slowest repeat | all repeats |" in lines
     # fit mean (1 + 3) / 2, scoring mean (0.5 + 0.3) / 2, slowest 3.3, together 1.5 + 3.3.
     assert "| item-cf | 2.0 | 0.4 | 3.3 | 4.8 |" in lines
+
+
+def test_plot_lines_stay_distinct_beyond_ten_methods():
+    # matplotlib's default cycle has 10 colours: the 11th method changes marker instead.
+    styles = [method_style(i, f"method-{i}") for i in range(30)]
+    assert len({(style["color"], style["marker"]) for style in styles}) == 30
+    assert styles[0]["color"] == styles[10]["color"] != styles[1]["color"]
+    assert method_style(4, "random") == {"linestyle": "--", "color": "0.4"}

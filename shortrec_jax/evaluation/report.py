@@ -194,9 +194,20 @@ def _figure(title: str, xlabel: str, ylabel: str) -> tuple[Any, Any]:
     return fig, ax
 
 
-def _band(ax: Any, name: str, x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> None:
-    style = {"linestyle": "--", "color": "0.4"} if name == "random" else {"marker": "o"}
-    (line,) = ax.plot(x, mean, label=name, markersize=3, **style)
+#: Markers of the method lines: the next one each time matplotlib's 10 colours come round.
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def method_style(index: int, name: str) -> dict[str, Any]:
+    """Line style of the `index`-th method of a plot: colour C(index mod 10), and a marker that
+    changes every 10 methods, so up to 80 methods get distinct lines; `random` is dashed grey."""
+    if name == "random":
+        return {"linestyle": "--", "color": "0.4"}
+    return {"color": f"C{index % 10}", "marker": _MARKERS[(index // 10) % len(_MARKERS)]}
+
+
+def _band(ax: Any, index: int, name: str, x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> None:
+    (line,) = ax.plot(x, mean, label=name, markersize=3, **method_style(index, name))
     ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
 
 
@@ -230,10 +241,10 @@ def precision_at_n_png(results: Mapping[str, Any]) -> bytes:
         "precision@N (share rated >= threshold)",
     )
     base = []
-    for name, _, summary in _summaries(results):
+    for index, (name, _, summary) in enumerate(_summaries(results)):
         ns = _precision_ns(summary)
         mean, std = _values(summary, [f"precision@{n}" for n in ns])
-        _band(ax, name, np.array(ns), mean, std)
+        _band(ax, index, name, np.array(ns), mean, std)
         base.append(summary["mean"].get("base_rate"))
         ax.set_xticks(ns)  # N is a count: integer ticks
     rates = [b for b in base if b is not None]
@@ -251,11 +262,11 @@ def precision_vs_size_png(results: Mapping[str, Any], n: int) -> bytes:
         "share of the training part used (%)",
         f"precision@{n}",
     )
-    for name, entry in results["methods"].items():
+    for index, (name, entry) in enumerate(results["methods"].items()):
         fractions = sorted(entry["fractions"], key=float)
         points = [_values(entry["fractions"][f], [f"precision@{n}"]) for f in fractions]
         mean, std = (np.concatenate(v) for v in zip(*points, strict=True))
-        _band(ax, name, 100 * np.array([float(f) for f in fractions]), mean, std)
+        _band(ax, index, name, 100 * np.array([float(f) for f in fractions]), mean, std)
     ax.legend(fontsize=8, ncols=2)
     return _png(fig)
 
