@@ -40,7 +40,8 @@ The recipe, and why (issue 13 measured the old one):
 Measured on the quiet 2-core machine (seeds 2020, 2021, 2022; `/usr/bin/time -v`,
 2026-11-30 17:21-17:28 UTC): best validation NDCG@10 0.103, 0.112, 0.109 at steps 750, 1,100,
 1,100; test NDCG@10 0.088 +- 0.005 (0.083, 0.092, 0.090), HR@10 0.174 +- 0.014; 138-139 s for
-the whole command; host peak 0.94-1.05 GiB.
+the whole command; host peak 0.94-1.05 GiB. Seeds 2023 and 2024 scored 0.095 and 0.091: over
+five seeds 0.090 +- 0.005.
 Without the window jitter (and with 32-bit dropout draws, `models.transformer.dropout`) the
 same recipe gave test NDCG@10 0.080 +- 0.006 (validation 0.116, 0.104, 0.102) in 145-166 s;
 the recipe before that (last-item copies, 20 epochs of 57 steps, validation every 25 steps,
