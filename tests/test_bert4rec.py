@@ -291,6 +291,8 @@ def test_dropout_keeps_each_element_at_the_keep_rate_and_the_expectation():
     np.testing.assert_array_equal(again, out)
     assert not np.array_equal(dropout(x, 0.1, jax.random.key(4)), out)
     assert dropout(x, 1e-6, jax.random.key(3)) is x  # rounds to no drop at all
+    with pytest.raises(ValueError, match="rounds to 1"):
+        dropout(x, 1 - 1e-6, jax.random.key(3))
 
 
 def test_rejects_bad_ids():

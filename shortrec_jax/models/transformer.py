@@ -161,21 +161,22 @@ def dropout(x: jax.Array, rate: float, rng: jax.Array) -> jax.Array:
 
     `jax.random.bernoulli` spends one 32-bit threefry output on each element; on CPUs the
     generator then took about an eighth of a BERT4Rec training step (benchmarks/RESULTS.md).
-    Here each 32-bit output is split in two 16-bit numbers u and
-    an element is kept when u >= round(rate * 2**16), so the drop rate is `rate` rounded to a
-    multiple of 2**-16, and kept elements are scaled by the inverse of the exact keep rate
-    (the expectation is x). Only the last axis is regrouped, so a sharded batch axis stays
-    sharded.
+    Here each 32-bit output is split in two 16-bit numbers u, and an element is kept when
+    u >= round(rate * 2**16): the drop rate is `rate` rounded to a multiple of 2**-16, and
+    kept elements are scaled by the inverse of that exact keep rate (the expectation is x).
+    Only the last axis is regrouped, so a sharded batch axis stays sharded.
 
     Args:
       x: [..., D] values.
-      rate: drop probability in [0, 1).
+      rate: drop probability in [0, 1); a rate that rounds to 1 (above 1 - 2**-17) is refused.
       rng: a PRNG key.
 
     Returns:
       x's shape and dtype, each element 0 or x / keep_rate.
     """
     threshold = round(rate * _DROPOUT_LEVELS)
+    if threshold >= _DROPOUT_LEVELS:
+        raise ValueError(f"dropout rate {rate} rounds to 1 at 16-bit resolution: nothing kept")
     if threshold == 0:
         return x
     width = x.shape[-1]
