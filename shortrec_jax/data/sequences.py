@@ -159,7 +159,7 @@ class SequenceData:
         starts = self.offsets[owner]
         ends = self.offsets[owner + 1] - back * (stride or 0)
         if jitter_rng is not None:
-            spread = max(1, min(stride, max_len - stride + 1))
+            spread = window_jitter_spread(max_len, stride)
             shift = np.where(back > 0, jitter_rng.integers(0, spread, size=ends.size), 0)
             # The earliest window keeps the user's first item: it ends at most L items after it.
             earliest = back == np.repeat(count, count) - 1
@@ -234,6 +234,13 @@ def history_as_of(split: Split, part: str) -> SequenceData:
 def cloze_rng(seed: int, epoch: int) -> np.random.Generator:
     """The generator of one epoch's cloze masks: fresh each epoch, reproducible from the seed."""
     return epoch_rng(seed, epoch, CLOZE_STREAM)
+
+
+def window_jitter_spread(max_len: int, stride: int) -> int:
+    """J, the number of ends a jittered window can take (`SequenceData.train_windows`): a
+    window moves by less than the stride, and by at most max_len - stride so that it never
+    passes the next window's start; 1 = the jitter moves nothing."""
+    return max(1, min(stride, max_len - stride + 1))
 
 
 def window_rng(seed: int, epoch: int) -> np.random.Generator:

@@ -19,6 +19,7 @@ from typing import Any
 from ml_collections import ConfigDict
 
 from shortrec_jax.config_files import check_fields
+from shortrec_jax.data.sequences import window_jitter_spread
 from shortrec_jax.data.splits import SPLITS
 from shortrec_jax.models import MODELS
 from shortrec_jax.schema import BatchLayout
@@ -154,13 +155,12 @@ def validate_config(config: ConfigDict) -> None:
 
 
 def _validate_windows(config: ConfigDict) -> None:
-    """Window jitter moves window ends by less than min(stride, max_len - stride + 1) items
-    (`SequenceData.train_windows`): refused where that moves nothing."""
+    """Window jitter is refused where it would move no window (`window_jitter_spread` 1)."""
     found, jitter = _lookup(config, "data.window_jitter")
     if not (found and jitter):
         return
     stride, max_len = config.data.window_stride, config.data.max_len
-    if not 2 <= stride < max_len:
+    if stride < 1 or window_jitter_spread(max_len, stride) < 2:
         raise ConfigError(
             f"config data.window_jitter=True moves no window with data.window_stride={stride!r} "
             f"and data.max_len={max_len!r}: it needs 2 <= window_stride < max_len"
